@@ -1,0 +1,55 @@
+//! The one error type of `keel-store`.
+//!
+//! Every fallible function in the crate returns [`Result`]. Errors become a
+//! `tonic::Status` in exactly one place (`Error::to_status`, used by the service
+//! adapters), with etcd's exact message and gRPC code where etcd has one.
+
+/// keel-store's error enum.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A read or compaction below the compaction point.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// A read at a revision above the current one.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// Any other invalid argument, with etcd's message.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The on-disk state is not what it must be (wrong cluster, corrupt record...).
+    #[error("data dir: {0}")]
+    Corrupt(String),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+/// keel-store's result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

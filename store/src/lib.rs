@@ -1,0 +1,1 @@
+//! keel-store: placeholder until the modules land.

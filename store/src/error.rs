@@ -21,6 +21,8 @@ pub enum Error {
     DuplicateKey,
     #[error("etcdserver: request is too large")]
     RequestTooLarge,
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
     #[error("etcdserver: no leader")]
@@ -53,3 +55,30 @@ pub enum Error {
 
 /// keel-store's result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The gRPC status etcd sends for this error (code and exact message).
+    pub fn to_status(&self) -> tonic::Status {
+        use tonic::Code;
+        let code = match self {
+            Error::Compacted | Error::FutureRevision => Code::OutOfRange,
+            Error::EmptyKey
+            | Error::TooManyOps
+            | Error::DuplicateKey
+            | Error::KeyNotFound
+            | Error::RequestTooLarge
+            | Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::LeaseNotFound => Code::NotFound,
+            Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => Code::Unavailable,
+            Error::Transport(_) => Code::Unavailable,
+            _ => Code::Unknown,
+        };
+        tonic::Status::new(code, self.to_string())
+    }
+}
+
+impl From<Error> for tonic::Status {
+    fn from(e: Error) -> tonic::Status {
+        e.to_status()
+    }
+}

@@ -1,0 +1,545 @@
+//! Apply: turns a committed request into MVCC operations and an etcd response,
+//! with etcd 3.4's exact semantics (the rules of its `applierV3backend`: which
+//! header revision each response carries, how txn compares treat missing keys,
+//! how sort, limit and the min/max filters combine).
+//!
+//! The same range, compare and txn code serves both paths: requests applied from
+//! the Raft log (in one MVCC write transaction each) and read-only requests
+//! served from local state (ranges and read-only txns, at one fixed revision).
+//!
+//! Invariants: applying is deterministic (every member reaches the same state
+//! from the same log); an error leaves the store untouched; every write records
+//! the Raft index it came from, atomically with the write, so a restart replays
+//! exactly the entries after it.
+//!
+//! Left out here: leases (every lease id is unknown until the lease issue), auth
+//! and alarms.
+
+use std::sync::Arc;
+
+use keel_proto::etcdserverpb::{
+    compare, request_op, response_op, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
+    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
+    TxnRequest, TxnResponse,
+};
+use keel_proto::mvccpb;
+use keel_proto::peer::{internal_request, InternalRequest};
+use prost::Message as _;
+
+use crate::consensus::StateMachine;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
+
+/// The response to an applied request.
+#[derive(Debug, Clone)]
+pub enum Response {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compaction(CompactionResponse),
+}
+
+/// The replicated state machine: MVCC plus (later) leases, auth and alarms.
+pub struct Applier {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    applied: u64,
+}
+
+impl Applier {
+    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>) -> Applier {
+        let applied = store.consistent_index();
+        Applier { store, metrics, applied }
+    }
+
+    fn apply_request(&mut self, index: u64, req: internal_request::Request) -> Result<Response> {
+        use internal_request::Request as R;
+        match req {
+            R::Put(p) => {
+                self.metrics.mvcc_put_total.inc();
+                check_put(&self.store.write_view(), &p)?;
+                let mut txn = self.store.write();
+                let resp = put(&mut txn, &p)?;
+                txn.end(index)?;
+                Ok(Response::Put(resp))
+            }
+            R::DeleteRange(d) => {
+                self.metrics.mvcc_delete_total.inc();
+                let mut txn = self.store.write();
+                let resp = delete_range(&mut txn, &d)?;
+                txn.end(index)?;
+                Ok(Response::DeleteRange(resp))
+            }
+            R::Txn(t) => {
+                self.metrics.mvcc_txn_total.inc();
+                let mut txn = self.store.write();
+                let path = compare_path(&mut txn, &t)?;
+                check_txn(&mut txn, &t, &path)?;
+                let mut resp = TxnResponse {
+                    header: Some(ResponseHeader::default()),
+                    succeeded: path[0],
+                    responses: Vec::new(),
+                };
+                run_txn(&mut txn, &t, &path, &mut resp)?;
+                let wrote = txn.has_changes();
+                let rev = txn.revision() - i64::from(!wrote);
+                txn.end(index)?;
+                if let Some(h) = resp.header.as_mut() {
+                    h.revision = rev;
+                }
+                Ok(Response::Txn(resp))
+            }
+            R::Compaction(c) => self.compact(index, &c),
+            _ => Err(Error::InvalidArgument(
+                "etcdserver: this request type is not supported yet".into(),
+            )),
+        }
+    }
+
+    fn compact(&mut self, index: u64, c: &CompactionRequest) -> Result<Response> {
+        self.store.compact(c.revision, index)?;
+        Ok(Response::Compaction(CompactionResponse {
+            header: Some(ResponseHeader {
+                revision: self.store.current_revision(),
+                ..Default::default()
+            }),
+        }))
+    }
+}
+
+impl StateMachine for Applier {
+    type Output = Result<Response>;
+
+    fn apply(&mut self, index: u64, _term: u64, data: &[u8]) -> (u64, Result<Response>) {
+        if index <= self.applied {
+            // Already applied before a restart (the store's consistent index is
+            // ahead of Raft's idea of applied): never apply twice.
+            return (0, Err(Error::Stopped));
+        }
+        self.applied = index;
+        let req = match InternalRequest::decode(data) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(index, error = %e, "undecodable entry; skipped");
+                return (0, Err(Error::Decode(e)));
+            }
+        };
+        let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
+        let out = match req.request {
+            Some(r) => self.apply_request(index, r),
+            None => Err(Error::InvalidArgument("etcdserver: empty request".into())),
+        };
+        if out.is_err() {
+            // Nothing was written; still remember how far we got.
+            let _ = self.store.set_consistent_index(index);
+        }
+        (id, out)
+    }
+
+    fn skip(&mut self, index: u64) {
+        if index > self.applied {
+            self.applied = index;
+            if let Err(e) = self.store.set_consistent_index(index) {
+                tracing::error!(index, error = %e, "cannot record applied index");
+            }
+        }
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.applied
+    }
+}
+
+/// A read view for ranges and compares: the MVCC store at one revision, or a
+/// write transaction (which sees its own writes).
+pub trait KvRead {
+    fn range(&mut self, key: &[u8], end: &[u8], opts: &RangeOptions) -> Result<RangeResult>;
+    /// The revision reads see (the header revision of read-only responses).
+    fn rev(&self) -> i64;
+    /// The oldest revision still readable.
+    fn first_rev(&self) -> i64;
+}
+
+/// The store frozen at the revision current when it was taken.
+pub struct ReadView<'a> {
+    store: &'a Store,
+    rev: i64,
+}
+
+impl Store {
+    /// A read view at the current revision.
+    pub fn read_view(&self) -> ReadView<'_> {
+        ReadView {
+            rev: self.current_revision(),
+            store: self,
+        }
+    }
+    /// A read view used for checks before a write (same as `read_view`).
+    fn write_view(&self) -> ReadView<'_> {
+        self.read_view()
+    }
+}
+
+impl KvRead for ReadView<'_> {
+    fn range(&mut self, key: &[u8], end: &[u8], opts: &RangeOptions) -> Result<RangeResult> {
+        let mut o = opts.clone();
+        if o.revision <= 0 {
+            o.revision = self.rev;
+        }
+        let mut rr = self.store.range(key, end, &o)?;
+        rr.revision = self.rev;
+        Ok(rr)
+    }
+    fn rev(&self) -> i64 {
+        self.rev
+    }
+    fn first_rev(&self) -> i64 {
+        self.store.compact_revision()
+    }
+}
+
+impl KvRead for WriteTxn<'_> {
+    fn range(&mut self, key: &[u8], end: &[u8], opts: &RangeOptions) -> Result<RangeResult> {
+        let mut rr = WriteTxn::range(self, key, end, opts)?;
+        rr.revision = KvRead::rev(self);
+        Ok(rr)
+    }
+    fn rev(&self) -> i64 {
+        // etcd: a write txn reads at its begin revision, +1 once it has written.
+        self.revision() - i64::from(!self.has_changes())
+    }
+    fn first_rev(&self) -> i64 {
+        self.compact_revision()
+    }
+}
+
+pub(crate) fn to_pb(kv: KeyValue) -> mvccpb::KeyValue {
+    mvccpb::KeyValue {
+        key: kv.key,
+        create_revision: kv.create_revision,
+        mod_revision: kv.mod_revision,
+        version: kv.version,
+        value: kv.value,
+        lease: kv.lease,
+    }
+}
+
+/// etcd's Range: filters, sort, limit with `more`, count.
+pub fn range(view: &mut dyn KvRead, r: &RangeRequest) -> Result<RangeResponse> {
+    use keel_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
+    let filtered = r.sort_order != SortOrder::None as i32
+        || r.min_mod_revision != 0
+        || r.max_mod_revision != 0
+        || r.min_create_revision != 0
+        || r.max_create_revision != 0;
+    let mut limit = if filtered { 0 } else { r.limit.max(0) as usize };
+    if limit > 0 {
+        limit += 1; // one extra for `more`
+    }
+    let opts = RangeOptions {
+        limit,
+        revision: r.revision,
+        count_only: r.count_only,
+        keys_only: r.keys_only,
+    };
+    let rr = view.range(&r.key, &r.range_end, &opts)?;
+    let mut kvs = rr.kvs;
+    if r.max_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision <= r.max_mod_revision);
+    }
+    if r.min_mod_revision != 0 {
+        kvs.retain(|kv| kv.mod_revision >= r.min_mod_revision);
+    }
+    if r.max_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision <= r.max_create_revision);
+    }
+    if r.min_create_revision != 0 {
+        kvs.retain(|kv| kv.create_revision >= r.min_create_revision);
+    }
+    let mut order = SortOrder::try_from(r.sort_order).unwrap_or(SortOrder::None);
+    let target = SortTarget::try_from(r.sort_target).unwrap_or(SortTarget::Key);
+    if target != SortTarget::Key && order == SortOrder::None {
+        order = SortOrder::Ascend;
+    }
+    if order != SortOrder::None {
+        // A stable sort, as Go's sort.Sort is not: ties keep key order, which is
+        // one of the orders etcd may produce.
+        match target {
+            SortTarget::Key => kvs.sort_by(|a, b| a.key.cmp(&b.key)),
+            SortTarget::Version => kvs.sort_by_key(|kv| kv.version),
+            SortTarget::Create => kvs.sort_by_key(|kv| kv.create_revision),
+            SortTarget::Mod => kvs.sort_by_key(|kv| kv.mod_revision),
+            SortTarget::Value => kvs.sort_by(|a, b| a.value.cmp(&b.value)),
+        }
+        if order == SortOrder::Descend {
+            kvs.reverse();
+        }
+    }
+    let mut more = false;
+    if r.limit > 0 && kvs.len() > r.limit as usize {
+        kvs.truncate(r.limit as usize);
+        more = true;
+    }
+    Ok(RangeResponse {
+        header: Some(ResponseHeader {
+            revision: rr.revision,
+            ..Default::default()
+        }),
+        kvs: kvs.into_iter().map(to_pb).collect(),
+        more,
+        count: rr.count as i64,
+    })
+}
+
+fn lease_exists(_id: i64) -> bool {
+    false
+}
+
+fn check_put(view: &mut dyn KvRead, p: &PutRequest) -> Result<()> {
+    if p.ignore_value || p.ignore_lease {
+        let rr = view.range(&p.key, &[], &RangeOptions::default())?;
+        if rr.kvs.is_empty() {
+            return Err(Error::KeyNotFound);
+        }
+    }
+    if p.lease != 0 && !lease_exists(p.lease) {
+        return Err(Error::LeaseNotFound);
+    }
+    Ok(())
+}
+
+fn put(txn: &mut WriteTxn<'_>, p: &PutRequest) -> Result<PutResponse> {
+    let mut value = p.value.clone();
+    let mut lease = p.lease;
+    let mut prev_kv = None;
+    if p.ignore_value || p.ignore_lease || p.prev_kv {
+        let rr = WriteTxn::range(txn, &p.key, &[], &RangeOptions::default())?;
+        let prev = rr.kvs.into_iter().next();
+        if p.ignore_value || p.ignore_lease {
+            let prev = prev.as_ref().ok_or(Error::KeyNotFound)?;
+            if p.ignore_value {
+                value = prev.value.clone();
+            }
+            if p.ignore_lease {
+                lease = prev.lease;
+            }
+        }
+        if p.prev_kv {
+            prev_kv = prev.map(to_pb);
+        }
+    }
+    txn.put(&p.key, value, lease)?;
+    Ok(PutResponse {
+        header: Some(ResponseHeader {
+            revision: txn.revision(),
+            ..Default::default()
+        }),
+        prev_kv,
+    })
+}
+
+fn delete_range(txn: &mut WriteTxn<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    let deleted = txn.delete_range(&d.key, &d.range_end)?;
+    let revision = KvRead::rev(txn);
+    Ok(DeleteRangeResponse {
+        header: Some(ResponseHeader {
+            revision,
+            ..Default::default()
+        }),
+        deleted: deleted.len() as i64,
+        prev_kvs: if d.prev_kv {
+            deleted.into_iter().map(to_pb).collect()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// The branch each (nested) txn takes, in pre-order, decided before any op runs.
+fn compare_path(view: &mut dyn KvRead, t: &TxnRequest) -> Result<Vec<bool>> {
+    let mut path = Vec::new();
+    compare_path_into(view, t, &mut path)?;
+    Ok(path)
+}
+
+fn compare_path_into(view: &mut dyn KvRead, t: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+    let mut ok = true;
+    for c in &t.compare {
+        if !apply_compare(view, c)? {
+            ok = false;
+            break;
+        }
+    }
+    path.push(ok);
+    let ops = if ok { &t.success } else { &t.failure };
+    for op in ops {
+        if let Some(request_op::Request::RequestTxn(inner)) = &op.request {
+            compare_path_into(view, inner, path)?;
+        }
+    }
+    Ok(())
+}
+
+fn apply_compare(view: &mut dyn KvRead, c: &Compare) -> Result<bool> {
+    let rr = match view.range(&c.key, &c.range_end, &RangeOptions::default()) {
+        Ok(rr) => rr,
+        Err(_) => return Ok(false),
+    };
+    let target = compare::CompareTarget::try_from(c.target).unwrap_or(compare::CompareTarget::Version);
+    if rr.kvs.is_empty() {
+        if target == compare::CompareTarget::Value {
+            return Ok(false);
+        }
+        return Ok(compare_kv(c, target, &KeyValue::default()));
+    }
+    Ok(rr.kvs.iter().all(|kv| compare_kv(c, target, kv)))
+}
+
+fn compare_kv(c: &Compare, target: compare::CompareTarget, kv: &KeyValue) -> bool {
+    use compare::{CompareResult, CompareTarget, TargetUnion};
+    let ord = match target {
+        CompareTarget::Value => {
+            let want: &[u8] = match &c.target_union {
+                Some(TargetUnion::Value(v)) => v,
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(want)
+        }
+        CompareTarget::Create => kv.create_revision.cmp(&match c.target_union {
+            Some(TargetUnion::CreateRevision(r)) => r,
+            _ => 0,
+        }),
+        CompareTarget::Mod => kv.mod_revision.cmp(&match c.target_union {
+            Some(TargetUnion::ModRevision(r)) => r,
+            _ => 0,
+        }),
+        CompareTarget::Version => kv.version.cmp(&match c.target_union {
+            Some(TargetUnion::Version(r)) => r,
+            _ => 0,
+        }),
+        CompareTarget::Lease => kv.lease.cmp(&match c.target_union {
+            Some(TargetUnion::Lease(r)) => r,
+            _ => 0,
+        }),
+    };
+    match CompareResult::try_from(c.result) {
+        Ok(CompareResult::Equal) => ord.is_eq(),
+        Ok(CompareResult::NotEqual) => ord.is_ne(),
+        Ok(CompareResult::Greater) => ord.is_gt(),
+        Ok(CompareResult::Less) => ord.is_lt(),
+        Err(_) => true,
+    }
+}
+
+/// Checks the ops on the chosen path before anything runs (so a failing txn
+/// writes nothing): puts need their lease and, with ignore_*, their key; ranges
+/// need a readable revision.
+fn check_txn(view: &mut dyn KvRead, t: &TxnRequest, path: &[bool]) -> Result<usize> {
+    let ops = if path[0] { &t.success } else { &t.failure };
+    let mut used = 0;
+    for op in ops {
+        match &op.request {
+            Some(request_op::Request::RequestTxn(inner)) => {
+                let n = check_txn(view, inner, &path[1 + used..])?;
+                used += n + 1;
+            }
+            Some(request_op::Request::RequestPut(p)) => check_put(view, p)?,
+            Some(request_op::Request::RequestRange(r)) => {
+                if r.revision > view.rev() {
+                    return Err(Error::FutureRevision);
+                }
+                if r.revision != 0 && r.revision < view.first_rev() {
+                    return Err(Error::Compacted);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(used)
+}
+
+/// Runs the ops of the chosen branches in order; returns how many nested txns
+/// of `path` it consumed.
+fn run_txn<V: TxnOps>(view: &mut V, t: &TxnRequest, path: &[bool], resp: &mut TxnResponse) -> Result<usize> {
+    let ops = if path[0] { &t.success } else { &t.failure };
+    let mut used = 0;
+    for op in ops {
+        let r = match &op.request {
+            Some(request_op::Request::RequestRange(r)) => response_op::Response::ResponseRange(range(view, r)?),
+            Some(request_op::Request::RequestPut(p)) => response_op::Response::ResponsePut(view.put(p)?),
+            Some(request_op::Request::RequestDeleteRange(d)) => {
+                response_op::Response::ResponseDeleteRange(view.delete_range(d)?)
+            }
+            Some(request_op::Request::RequestTxn(inner)) => {
+                let mut inner_resp = TxnResponse {
+                    header: Some(ResponseHeader::default()),
+                    succeeded: path[1 + used],
+                    responses: Vec::new(),
+                };
+                let n = run_txn(view, inner, &path[1 + used..], &mut inner_resp)?;
+                used += n + 1;
+                // etcd leaves a nested txn's header revision at zero.
+                response_op::Response::ResponseTxn(inner_resp)
+            }
+            None => continue,
+        };
+        resp.responses.push(ResponseOp { response: Some(r) });
+    }
+    Ok(used)
+}
+
+/// What running txn ops needs: reads always, writes only in a write txn.
+pub trait TxnOps: KvRead {
+    fn put(&mut self, p: &PutRequest) -> Result<PutResponse>;
+    fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse>;
+}
+
+impl TxnOps for WriteTxn<'_> {
+    fn put(&mut self, p: &PutRequest) -> Result<PutResponse> {
+        put(self, p)
+    }
+    fn delete_range(&mut self, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        delete_range(self, d)
+    }
+}
+
+impl TxnOps for ReadView<'_> {
+    fn put(&mut self, _: &PutRequest) -> Result<PutResponse> {
+        Err(read_only_violation())
+    }
+    fn delete_range(&mut self, _: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        Err(read_only_violation())
+    }
+}
+
+fn read_only_violation() -> Error {
+    Error::InvalidArgument("etcdserver: write in a read-only txn".into())
+}
+
+/// True when no branch of the txn (at any depth) writes.
+pub fn txn_is_read_only(t: &TxnRequest) -> bool {
+    t.success.iter().chain(t.failure.iter()).all(|op: &RequestOp| match &op.request {
+        Some(request_op::Request::RequestRange(_)) | None => true,
+        Some(request_op::Request::RequestTxn(inner)) => txn_is_read_only(inner),
+        _ => false,
+    })
+}
+
+/// Serves a read-only txn from local state at one revision.
+pub fn read_only_txn(store: &Store, t: &TxnRequest) -> Result<TxnResponse> {
+    let mut view = store.read_view();
+    let path = compare_path(&mut view, t)?;
+    check_txn(&mut view, t, &path)?;
+    let mut resp = TxnResponse {
+        header: Some(ResponseHeader {
+            revision: view.rev(),
+            ..Default::default()
+        }),
+        succeeded: path[0],
+        responses: Vec::new(),
+    };
+    run_txn(&mut view, t, &path, &mut resp)?;
+    Ok(resp)
+}
+

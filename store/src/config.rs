@@ -1,0 +1,457 @@
+//! Member configuration: etcd's flag names, a YAML config file and `KEEL_*`
+//! environment variables, resolved into one validated [`Config`].
+//!
+//! Precedence: command line > `KEEL_*` environment > `--config-file` > defaults.
+//! The config file is YAML with the flag names as keys (as etcd's), e.g.
+//! `name: n1` or `initial-cluster: "n1=http://127.0.0.1:2380"`.
+//!
+//! Member and cluster ids are derived from the flags, deterministically, the way
+//! etcd derives them (a hash of the member's peer URLs and the cluster token; the
+//! cluster id from the sorted member ids), so every member computes the same ids.
+//!
+//! Left out here: TLS flags, auth flags and the compaction flags are parsed by the
+//! issues that implement them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+
+/// A member id (raft node id). Never 0.
+pub type MemberId = u64;
+/// A cluster id.
+pub type ClusterId = u64;
+
+/// The flags of `keel store` (and, with other defaults, `keel server`).
+#[derive(Args, Debug, Clone)]
+pub struct StoreFlags {
+    /// Human-readable name for this member.
+    #[arg(long, env = "KEEL_NAME", default_value = "default")]
+    pub name: String,
+    /// Path to the data directory [default: <name>.keel].
+    #[arg(long, env = "KEEL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Comma-separated URLs to listen on for client traffic.
+    #[arg(long, env = "KEEL_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    pub listen_client_urls: String,
+    /// Comma-separated client URLs to advertise to the rest of the cluster [default: the listen URLs].
+    #[arg(long, env = "KEEL_ADVERTISE_CLIENT_URLS")]
+    pub advertise_client_urls: Option<String>,
+    /// Comma-separated URLs to listen on for peer (Raft) traffic.
+    #[arg(long, env = "KEEL_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    pub listen_peer_urls: String,
+    /// This member's peer URLs to advertise to the rest of the cluster [default: the listen peer URLs].
+    #[arg(long, env = "KEEL_INITIAL_ADVERTISE_PEER_URLS")]
+    pub initial_advertise_peer_urls: Option<String>,
+    /// Initial cluster configuration for bootstrapping: name=peer-url,... [default: <name>=<advertise peer URLs>].
+    #[arg(long, env = "KEEL_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state ('new' or 'existing').
+    #[arg(long, env = "KEEL_INITIAL_CLUSTER_STATE", default_value = "new")]
+    pub initial_cluster_state: String,
+    /// Initial cluster token, so that clusters started from the same flags get different ids.
+    #[arg(long, env = "KEEL_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, env = "KEEL_HEARTBEAT_INTERVAL", default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, env = "KEEL_ELECTION_TIMEOUT", default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, env = "KEEL_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+    pub max_request_bytes: usize,
+    /// Maximum number of operations permitted in a transaction.
+    #[arg(long, env = "KEEL_MAX_TXN_OPS", default_value_t = 128)]
+    pub max_txn_ops: usize,
+    /// Number of committed transactions to trigger a snapshot to disk (log compaction).
+    #[arg(long, env = "KEEL_SNAPSHOT_COUNT", default_value_t = 100_000)]
+    pub snapshot_count: u64,
+    /// Path to a YAML config file whose keys are these flag names.
+    #[arg(long, env = "KEEL_CONFIG_FILE")]
+    pub config_file: Option<PathBuf>,
+    /// Log level: debug, info, warn, error.
+    #[arg(long, env = "KEEL_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Test-only: serve /debug/fault endpoints that cut peer links. Never in production.
+    #[arg(long, env = "KEEL_UNSAFE_FAULT_HOOKS", default_value_t = false, hide = true)]
+    pub unsafe_fault_hooks: bool,
+}
+
+/// One member of the cluster as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberConfig {
+    pub id: MemberId,
+    pub name: String,
+    pub peer_urls: Vec<String>,
+}
+
+/// The validated configuration of one member.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub listen_client: Vec<std::net::SocketAddr>,
+    pub advertise_client_urls: Vec<String>,
+    pub listen_peer: Vec<std::net::SocketAddr>,
+    pub advertise_peer_urls: Vec<String>,
+    pub initial_cluster: Vec<MemberConfig>,
+    pub new_cluster: bool,
+    pub cluster_token: String,
+    pub member_id: MemberId,
+    pub cluster_id: ClusterId,
+    pub heartbeat: Duration,
+    pub election_ticks: usize,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub snapshot_count: u64,
+    pub log_level: String,
+    pub unsafe_fault_hooks: bool,
+}
+
+impl Config {
+    /// Election timeout as a duration.
+    pub fn election_timeout(&self) -> Duration {
+        self.heartbeat * self.election_ticks as u32
+    }
+
+    /// How long a client request waits for its proposal or read before
+    /// "request timed out" (etcd: 5 s plus two election timeouts).
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(5) + 2 * self.election_timeout()
+    }
+}
+
+impl StoreFlags {
+    /// Validates the flags and derives ids.
+    pub fn into_config(self) -> Result<Config> {
+        let bad = |m: String| Error::Config(m);
+        if self.heartbeat_interval == 0 {
+            return Err(bad("--heartbeat-interval must be > 0".into()));
+        }
+        if self.election_timeout < 5 * self.heartbeat_interval {
+            return Err(bad(format!(
+                "--election-timeout[{}ms] should be at least 5 times as --heartbeat-interval[{}ms]",
+                self.election_timeout, self.heartbeat_interval
+            )));
+        }
+        if self.election_timeout > 50_000 {
+            return Err(bad(format!(
+                "--election-timeout[{}ms] is too long, and should be set less than 50000ms",
+                self.election_timeout
+            )));
+        }
+        let new_cluster = match self.initial_cluster_state.as_str() {
+            "new" => true,
+            "existing" => false,
+            other => {
+                return Err(bad(format!(
+                    "--initial-cluster-state: invalid value {other:?} (want 'new' or 'existing')"
+                )))
+            }
+        };
+        if self.max_request_bytes == 0 {
+            return Err(bad("--max-request-bytes must be > 0".into()));
+        }
+        let listen_client = parse_listen_urls("--listen-client-urls", &self.listen_client_urls)?;
+        let listen_peer = parse_listen_urls("--listen-peer-urls", &self.listen_peer_urls)?;
+        let advertise_client_urls = match &self.advertise_client_urls {
+            Some(s) => split_urls("--advertise-client-urls", s)?,
+            None => split_urls("--listen-client-urls", &self.listen_client_urls)?,
+        };
+        let advertise_peer_urls = match &self.initial_advertise_peer_urls {
+            Some(s) => split_urls("--initial-advertise-peer-urls", s)?,
+            None => split_urls("--listen-peer-urls", &self.listen_peer_urls)?,
+        };
+        let initial_cluster_text = self
+            .initial_cluster
+            .clone()
+            .unwrap_or_else(|| format!("{}={}", self.name, advertise_peer_urls.join(",")));
+        let initial_cluster = parse_initial_cluster(&initial_cluster_text, &self.initial_cluster_token)?;
+        let me = initial_cluster.iter().find(|m| m.name == self.name).ok_or_else(|| {
+            bad(format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                self.name
+            ))
+        })?;
+        let mut mine = advertise_peer_urls.clone();
+        mine.sort();
+        if me.peer_urls != mine {
+            return Err(bad(format!(
+                "--initial-cluster has {}={} but missing from --initial-advertise-peer-urls={} (\"{}\"(resolved from {:?}) != \"{}\"(resolved from {:?}))",
+                self.name,
+                me.peer_urls.join(","),
+                advertise_peer_urls.join(","),
+                mine.join(","),
+                mine,
+                me.peer_urls.join(","),
+                me.peer_urls
+            )));
+        }
+        let member_id = me.id;
+        let cluster_id = cluster_id_of(&initial_cluster);
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("{}.keel", self.name)));
+        Ok(Config {
+            name: self.name,
+            data_dir,
+            listen_client,
+            advertise_client_urls,
+            listen_peer,
+            advertise_peer_urls,
+            initial_cluster,
+            new_cluster,
+            cluster_token: self.initial_cluster_token,
+            member_id,
+            cluster_id,
+            heartbeat: Duration::from_millis(self.heartbeat_interval),
+            election_ticks: (self.election_timeout / self.heartbeat_interval) as usize,
+            max_request_bytes: self.max_request_bytes,
+            max_txn_ops: self.max_txn_ops,
+            snapshot_count: self.snapshot_count,
+            log_level: self.log_level,
+            unsafe_fault_hooks: self.unsafe_fault_hooks,
+        })
+    }
+}
+
+/// Reads a YAML config file into `--flag=value` arguments, for the keys the
+/// command line and environment left at their defaults.
+pub fn config_file_args(path: &std::path::Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Config(format!("cannot read --config-file {}: {e}", path.display())))?;
+    let map: BTreeMap<String, serde_yaml_ng::Value> = serde_yaml_ng::from_str(&text)
+        .map_err(|e| Error::Config(format!("--config-file {}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let value = match v {
+            serde_yaml_ng::Value::Null => continue,
+            serde_yaml_ng::Value::Bool(b) => b.to_string(),
+            serde_yaml_ng::Value::Number(n) => n.to_string(),
+            serde_yaml_ng::Value::String(s) => s,
+            other => {
+                return Err(Error::Config(format!(
+                    "--config-file {}: key {k:?} must be a scalar, got {other:?}",
+                    path.display()
+                )))
+            }
+        };
+        out.push((k, value));
+    }
+    Ok(out)
+}
+
+fn split_urls(flag: &str, s: &str) -> Result<Vec<String>> {
+    let urls: Vec<String> = s
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err(Error::Config(format!("{flag}: no URL given")));
+    }
+    for u in &urls {
+        url_host_port(flag, u)?;
+    }
+    Ok(urls)
+}
+
+/// Splits `http://host:port` into (host, port), refusing other schemes and paths.
+fn url_host_port(flag: &str, u: &str) -> Result<(String, u16)> {
+    let rest = if let Some(r) = u.strip_prefix("http://") {
+        r
+    } else if u.starts_with("https://") {
+        return Err(Error::Config(format!(
+            "{flag}: {u:?}: https is not supported yet (TLS comes with the security issue)"
+        )));
+    } else {
+        return Err(Error::Config(format!(
+            "{flag}: URL scheme must be http or https: {u}"
+        )));
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('/') {
+        return Err(Error::Config(format!("{flag}: URL must not have a path: {u}")));
+    }
+    let (host, port) = rest
+        .rsplit_once(':')
+        .ok_or_else(|| Error::Config(format!("{flag}: URL address does not have the form \"host:port\": {u}")))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| Error::Config(format!("{flag}: invalid port in URL: {u}")))?;
+    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+}
+
+fn parse_listen_urls(flag: &str, s: &str) -> Result<Vec<std::net::SocketAddr>> {
+    let mut out = Vec::new();
+    for u in split_urls(flag, s)? {
+        let (host, port) = url_host_port(flag, &u)?;
+        let ip: std::net::IpAddr = match host.as_str() {
+            "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
+            h => h.parse().map_err(|_| {
+                Error::Config(format!(
+                    "{flag}: expected IP in URL for binding ({u})"
+                ))
+            })?,
+        };
+        out.push(std::net::SocketAddr::new(ip, port));
+    }
+    Ok(out)
+}
+
+/// Parses `name=url,name=url2,other=url3` into members (URLs of one name grouped,
+/// sorted), with ids derived from the peer URLs and the cluster token.
+pub fn parse_initial_cluster(s: &str, token: &str) -> Result<Vec<MemberConfig>> {
+    let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, url) = part.split_once('=').ok_or_else(|| {
+            Error::Config(format!("--initial-cluster: {part:?} is not of the form name=url"))
+        })?;
+        url_host_port("--initial-cluster", url)?;
+        by_name.entry(name.to_string()).or_default().push(url.to_string());
+    }
+    if by_name.is_empty() {
+        return Err(Error::Config("--initial-cluster is empty".into()));
+    }
+    let mut members = Vec::new();
+    let mut seen_urls = BTreeMap::new();
+    for (name, mut urls) in by_name {
+        urls.sort();
+        for u in &urls {
+            if let Some(other) = seen_urls.insert(u.clone(), name.clone()) {
+                return Err(Error::Config(format!(
+                    "--initial-cluster: peer URL {u} is given for both {other} and {name}"
+                )));
+            }
+        }
+        let id = member_id_of(&urls, token);
+        members.push(MemberConfig { id, name, peer_urls: urls });
+    }
+    Ok(members)
+}
+
+/// A member id: a hash of the sorted peer URLs and the cluster token (etcd's recipe,
+/// with FNV-1a instead of SHA-1). Never 0.
+pub fn member_id_of(sorted_peer_urls: &[String], token: &str) -> MemberId {
+    let mut h = Fnv::new();
+    for u in sorted_peer_urls {
+        h.write(u.as_bytes());
+    }
+    h.write(token.as_bytes());
+    h.finish().max(1)
+}
+
+/// The cluster id: a hash of the sorted member ids.
+pub fn cluster_id_of(members: &[MemberConfig]) -> ClusterId {
+    let mut ids: Vec<u64> = members.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    let mut h = Fnv::new();
+    for id in ids {
+        h.write(&id.to_be_bytes());
+    }
+    h.finish().max(1)
+}
+
+/// FNV-1a, 64 bit, with a final avalanche so that nearby inputs spread.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+    fn finish(&self) -> u64 {
+        // splitmix64's finaliser.
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        flags: StoreFlags,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config> {
+        let mut argv = vec!["keel"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().flags.into_config()
+    }
+
+    #[test]
+    fn defaults_make_a_single_member_cluster() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.name, "default");
+        assert_eq!(c.initial_cluster.len(), 1);
+        assert_eq!(c.initial_cluster[0].peer_urls, vec!["http://127.0.0.1:2380"]);
+        assert_eq!(c.election_ticks, 10);
+        assert_eq!(c.data_dir, PathBuf::from("default.keel"));
+        assert_ne!(c.member_id, 0);
+    }
+
+    #[test]
+    fn ids_are_stable_and_depend_on_token() {
+        let cluster = "a=http://127.0.0.1:1,b=http://127.0.0.1:2,c=http://127.0.0.1:3";
+        let a = parse(&["--name", "a", "--initial-advertise-peer-urls", "http://127.0.0.1:1", "--initial-cluster", cluster]).unwrap();
+        let b = parse(&["--name", "b", "--initial-advertise-peer-urls", "http://127.0.0.1:2", "--initial-cluster", cluster]).unwrap();
+        assert_eq!(a.cluster_id, b.cluster_id);
+        assert_ne!(a.member_id, b.member_id);
+        let a2 = parse(&["--name", "a", "--initial-advertise-peer-urls", "http://127.0.0.1:1", "--initial-cluster", cluster, "--initial-cluster-token", "other"]).unwrap();
+        assert_ne!(a.cluster_id, a2.cluster_id);
+        let again = parse(&["--name", "a", "--initial-advertise-peer-urls", "http://127.0.0.1:1", "--initial-cluster", cluster]).unwrap();
+        assert_eq!(a.member_id, again.member_id);
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_a_clear_message() {
+        let e = parse(&["--initial-cluster-state", "old"]).unwrap_err().to_string();
+        assert!(e.contains("invalid value \"old\""), "{e}");
+        let e = parse(&["--election-timeout", "200"]).unwrap_err().to_string();
+        assert!(e.contains("at least 5 times"), "{e}");
+        let e = parse(&["--name", "x", "--initial-cluster", "y=http://127.0.0.1:2380"]).unwrap_err().to_string();
+        assert!(e.contains("couldn't find local name \"x\""), "{e}");
+        let e = parse(&["--listen-client-urls", "tcp://1.2.3.4:5"]).unwrap_err().to_string();
+        assert!(e.contains("scheme"), "{e}");
+        let e = parse(&["--listen-client-urls", "http://example.com:5"]).unwrap_err().to_string();
+        assert!(e.contains("expected IP"), "{e}");
+        let e = parse(&["--initial-cluster", "default=http://127.0.0.1:2380,b=http://127.0.0.1:2380"]).unwrap_err().to_string();
+        assert!(e.contains("given for both"), "{e}");
+    }
+
+    #[test]
+    fn config_file_is_read_as_flag_pairs() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("keel.yaml");
+        std::fs::write(&p, "name: n1\nheartbeat-interval: 50\ninitial-cluster: \"n1=http://127.0.0.1:1\"\nunused:\n").unwrap();
+        let args = config_file_args(&p).unwrap();
+        assert_eq!(
+            args,
+            vec![
+                ("heartbeat-interval".to_string(), "50".to_string()),
+                ("initial-cluster".to_string(), "n1=http://127.0.0.1:1".to_string()),
+                ("name".to_string(), "n1".to_string()),
+            ]
+        );
+        std::fs::write(&p, "name: [1, 2]\n").unwrap();
+        assert!(config_file_args(&p).is_err());
+    }
+}

@@ -1,0 +1,447 @@
+//! The driver loop: the only owner of the `RawNode`.
+//!
+//! One iteration: wait for a command or the next tick; drain every queued
+//! command (so many proposals become one `Ready`); tick when due; issue one
+//! ReadIndex for all reads queued since the last one; then handle the `Ready` in
+//! raft-rs's documented order:
+//!
+//! 1. send the leader's messages (they do not depend on our own write);
+//! 2. apply committed entries (already durable here);
+//! 3. append new entries, write the hard state; ONE flush (fsync) for both;
+//! 4. send the persisted messages (votes, append responses), now safe;
+//! 5. `advance`; record the new commit index; send its messages; apply its
+//!    committed entries; `advance_apply`.
+//!
+//! Waiters: proposals wait by request id; reads wait for their ReadIndex reply,
+//! then for `applied >= index`. Every waiter has a deadline checked on each tick;
+//! a proposal made in an older term fails with "leader changed" when the term
+//! moves on (its entry may or may not commit: the caller must treat that as
+//! unknown, as with etcd).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::{RawNode, StateRole};
+use tokio::sync::oneshot;
+
+use super::{Command, StateMachine, Status};
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::raftlog::SledStorage;
+
+/// Where the driver sends Raft messages. Implemented by the peer transport.
+pub trait Outbox: Send + 'static {
+    fn send(&mut self, msgs: Vec<Message>);
+}
+
+struct ProposalWaiter<O> {
+    term: u64,
+    deadline: Instant,
+    reply: oneshot::Sender<Result<O>>,
+}
+
+struct ReadWaiter {
+    deadline: Instant,
+    reply: oneshot::Sender<Result<u64>>,
+}
+
+/// Owns the `RawNode` and everything waiting on it.
+pub struct Driver<SM: StateMachine, T: Outbox> {
+    raw: RawNode<SledStorage>,
+    sm: SM,
+    outbox: T,
+    rx: crossbeam_channel::Receiver<Command<SM::Output>>,
+    status: Arc<Status>,
+    metrics: Arc<Metrics>,
+    heartbeat: Duration,
+    proposals: HashMap<u64, ProposalWaiter<SM::Output>>,
+    queued_reads: Vec<ReadWaiter>,
+    /// ReadIndex requests sent to Raft, by context, with when they were sent.
+    inflight_reads: HashMap<u64, (Instant, Vec<ReadWaiter>)>,
+    /// Reads whose index is known, waiting for apply to reach it.
+    reads_by_index: BTreeMap<u64, Vec<ReadWaiter>>,
+    next_read_ctx: u64,
+    last_leader: u64,
+    last_term: u64,
+}
+
+impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        raw: RawNode<SledStorage>,
+        sm: SM,
+        outbox: T,
+        rx: crossbeam_channel::Receiver<Command<SM::Output>>,
+        status: Arc<Status>,
+        metrics: Arc<Metrics>,
+        heartbeat: Duration,
+    ) -> Self {
+        Driver {
+            raw,
+            sm,
+            outbox,
+            rx,
+            status,
+            metrics,
+            heartbeat,
+            proposals: HashMap::new(),
+            queued_reads: Vec::new(),
+            inflight_reads: HashMap::new(),
+            reads_by_index: BTreeMap::new(),
+            next_read_ctx: 1,
+            last_leader: 0,
+            last_term: 0,
+        }
+    }
+
+    /// Runs until `Command::Stop` or every handle is dropped. A storage error is
+    /// fatal: the member stops rather than run on a log it cannot trust.
+    pub fn run(mut self) -> Result<()> {
+        let mut next_tick = Instant::now() + self.heartbeat;
+        self.publish_status();
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(cmd) => {
+                    if !self.handle(cmd) {
+                        break;
+                    }
+                    // Drain what else is queued: one Ready for all of it.
+                    let mut stop = false;
+                    for _ in 0..8192 {
+                        match self.rx.try_recv() {
+                            Ok(cmd) => {
+                                if !self.handle(cmd) {
+                                    stop = true;
+                                    break;
+                                }
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if stop {
+                        break;
+                    }
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick = now + self.heartbeat;
+                self.expire(now);
+            }
+            self.issue_reads();
+            self.on_ready()?;
+        }
+        self.fail_all(Error::Stopped);
+        Ok(())
+    }
+
+    /// Handles one command; false means stop.
+    fn handle(&mut self, cmd: Command<SM::Output>) -> bool {
+        match cmd {
+            Command::Propose {
+                id,
+                data,
+                deadline,
+                reply,
+            } => match self.raw.propose(vec![], data) {
+                Ok(()) => {
+                    self.metrics.proposals_pending.inc();
+                    let term = self.raw.raft.term;
+                    self.proposals.insert(
+                        id,
+                        ProposalWaiter {
+                            term,
+                            deadline,
+                            reply,
+                        },
+                    );
+                }
+                Err(raft::Error::ProposalDropped) => {
+                    let _ = reply.send(Err(Error::NoLeader));
+                }
+                Err(e) => {
+                    self.metrics.proposals_failed.inc();
+                    let _ = reply.send(Err(Error::Raft(e)));
+                }
+            },
+            Command::ReadIndex { deadline, reply } => {
+                self.queued_reads.push(ReadWaiter { deadline, reply });
+            }
+            Command::Step(m) => {
+                if let Err(e) = self.raw.step(*m) {
+                    tracing::debug!(error = %e, "dropped a peer message");
+                }
+            }
+            Command::Unreachable(peer) => self.raw.report_unreachable(peer),
+            Command::TransferLeader(to) => self.raw.transfer_leader(to),
+            Command::Campaign => {
+                if let Err(e) = self.raw.campaign() {
+                    tracing::warn!(error = %e, "campaign failed");
+                }
+            }
+            Command::Stop => return false,
+        }
+        true
+    }
+
+    /// One ReadIndex for every read queued since the last one.
+    fn issue_reads(&mut self) {
+        if self.queued_reads.is_empty() {
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        let batch = std::mem::take(&mut self.queued_reads);
+        self.inflight_reads.insert(ctx, (Instant::now(), batch));
+    }
+
+    /// Deadlines; ReadIndex requests Raft dropped (no leader yet, or a new leader
+    /// that has not committed in its term) are sent again.
+    fn expire(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .proposals
+            .iter()
+            .filter(|(_, w)| w.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            if let Some(w) = self.proposals.remove(&id) {
+                self.metrics.proposals_pending.dec();
+                self.metrics.proposals_failed.inc();
+                let _ = w.reply.send(Err(Error::Timeout));
+            }
+        }
+        let retry_after = self.heartbeat * 3;
+        let stale: Vec<u64> = self
+            .inflight_reads
+            .iter()
+            .filter(|(_, (sent, _))| now.duration_since(*sent) >= retry_after)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in stale {
+            if let Some((_, waiters)) = self.inflight_reads.remove(&ctx) {
+                for w in waiters {
+                    if w.deadline <= now {
+                        let _ = w.reply.send(Err(Error::Timeout));
+                    } else {
+                        self.queued_reads.push(w);
+                    }
+                }
+            }
+        }
+        for waiters in self.reads_by_index.values_mut() {
+            let (dead, live): (Vec<_>, Vec<_>) = std::mem::take(waiters)
+                .into_iter()
+                .partition(|w| w.deadline <= now);
+            for w in dead {
+                let _ = w.reply.send(Err(Error::Timeout));
+            }
+            *waiters = live;
+        }
+        self.reads_by_index.retain(|_, v| !v.is_empty());
+    }
+
+    fn on_ready(&mut self) -> Result<()> {
+        if !self.raw.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.raw.ready();
+        if !ready.messages().is_empty() {
+            self.outbox.send(ready.take_messages());
+        }
+        if ready.snapshot().get_metadata().get_index() != 0 {
+            // Snapshots arrive with the snapshot issue; a member never asks for one
+            // before log compaction exists.
+            return Err(Error::Corrupt(
+                "received a Raft snapshot, which this version cannot install".into(),
+            ));
+        }
+        if !ready.read_states().is_empty() {
+            for rs in ready.take_read_states() {
+                self.on_read_state(rs.request_ctx, rs.index);
+            }
+        }
+        let committed = ready.take_committed_entries();
+        self.apply_entries(committed)?;
+
+        let store = self.raw.store().clone();
+        let mut wrote = false;
+        if !ready.entries().is_empty() {
+            store.append(ready.entries())?;
+            wrote = true;
+        }
+        if let Some(hs) = ready.hs() {
+            store.set_hard_state(hs)?;
+            wrote = true;
+        }
+        if wrote || ready.must_sync() {
+            let started = Instant::now();
+            store.flush()?;
+            self.metrics
+                .wal_fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if let Some(ss) = ready.ss() {
+            let leader = ss.leader_id;
+            let role = ss.raft_state;
+            self.on_soft_state(leader, role);
+        }
+        if !ready.persisted_messages().is_empty() {
+            self.outbox.send(ready.take_persisted_messages());
+        }
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            store.set_commit(commit)?;
+        }
+        if !light.messages().is_empty() {
+            self.outbox.send(light.take_messages());
+        }
+        let committed = light.take_committed_entries();
+        self.apply_entries(committed)?;
+        self.raw.advance_apply();
+        self.publish_status();
+        Ok(())
+    }
+
+    fn on_soft_state(&mut self, leader: u64, role: StateRole) {
+        self.status
+            .is_leader
+            .store(role == StateRole::Leader, Ordering::Relaxed);
+        if leader != self.last_leader {
+            if leader != 0 {
+                self.status.leader_changes.fetch_add(1, Ordering::Relaxed);
+                self.metrics.leader_changes.inc();
+            }
+            tracing::info!(leader = format!("{leader:x}"), term = self.raw.raft.term, ?role, "leader changed");
+            self.last_leader = leader;
+        }
+        self.status.leader.store(leader, Ordering::Relaxed);
+        self.metrics.has_leader.set(i64::from(leader != 0));
+        self.metrics.is_leader.set(i64::from(role == StateRole::Leader));
+    }
+
+    fn publish_status(&mut self) {
+        let term = self.raw.raft.term;
+        self.status.term.store(term, Ordering::Relaxed);
+        self.status
+            .commit_index
+            .store(self.raw.raft.raft_log.committed, Ordering::Relaxed);
+        self.status
+            .applied_index
+            .store(self.sm.applied_index(), Ordering::Relaxed);
+        if term > self.last_term {
+            self.last_term = term;
+            // Proposals from an older term may have been lost with their leader.
+            let old: Vec<u64> = self
+                .proposals
+                .iter()
+                .filter(|(_, w)| w.term < term)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in old {
+                if let Some(w) = self.proposals.remove(&id) {
+                    self.metrics.proposals_pending.dec();
+                    self.metrics.proposals_failed.inc();
+                    let _ = w.reply.send(Err(Error::LeaderChanged));
+                }
+            }
+        }
+    }
+
+    fn on_read_state(&mut self, ctx: Vec<u8>, index: u64) {
+        let Ok(bytes) = <[u8; 8]>::try_from(ctx.as_slice()) else {
+            return;
+        };
+        let ctx = u64::from_be_bytes(bytes);
+        if let Some((_, waiters)) = self.inflight_reads.remove(&ctx) {
+            if self.sm.applied_index() >= index {
+                for w in waiters {
+                    let _ = w.reply.send(Ok(index));
+                }
+            } else {
+                self.reads_by_index.entry(index).or_default().extend(waiters);
+            }
+        }
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        for entry in entries {
+            let index = entry.index;
+            match entry.get_entry_type() {
+                EntryType::EntryNormal if entry.data.is_empty() => self.sm.skip(index),
+                EntryType::EntryNormal => {
+                    let (id, out) = self.sm.apply(index, entry.term, &entry.data);
+                    self.metrics.proposals_applied.inc();
+                    if let Some(w) = self.proposals.remove(&id) {
+                        self.metrics.proposals_pending.dec();
+                        let _ = w.reply.send(Ok(out));
+                    }
+                }
+                EntryType::EntryConfChange => {
+                    let mut cc = ConfChange::default();
+                    protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
+                        .map_err(|e| Error::Corrupt(format!("conf change at {index}: {e}")))?;
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.raw.store().set_conf_state(&cs)?;
+                    self.sm.skip(index);
+                }
+                EntryType::EntryConfChangeV2 => {
+                    let mut cc = ConfChangeV2::default();
+                    protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
+                        .map_err(|e| Error::Corrupt(format!("conf change at {index}: {e}")))?;
+                    let cs = self.raw.apply_conf_change(&cc)?;
+                    self.raw.store().set_conf_state(&cs)?;
+                    self.sm.skip(index);
+                }
+            }
+        }
+        self.metrics
+            .proposals_committed
+            .set(self.raw.raft.raft_log.committed as f64);
+        let applied = self.sm.applied_index();
+        self.status.applied_index.store(applied, Ordering::Relaxed);
+        while let Some((&idx, _)) = self.reads_by_index.first_key_value() {
+            if idx > applied {
+                break;
+            }
+            if let Some((_, waiters)) = self.reads_by_index.pop_first() {
+                for w in waiters {
+                    let _ = w.reply.send(Ok(idx));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fail_all(&mut self, err: Error) {
+        let msg = err.to_string();
+        for (_, w) in self.proposals.drain() {
+            let _ = w.reply.send(Err(Error::Stopped));
+        }
+        for w in self.queued_reads.drain(..) {
+            let _ = w.reply.send(Err(Error::Stopped));
+        }
+        for (_, (_, ws)) in self.inflight_reads.drain() {
+            for w in ws {
+                let _ = w.reply.send(Err(Error::Stopped));
+            }
+        }
+        for (_, ws) in std::mem::take(&mut self.reads_by_index) {
+            for w in ws {
+                let _ = w.reply.send(Err(Error::Stopped));
+            }
+        }
+        tracing::info!(reason = %msg, "raft driver stopped");
+    }
+}

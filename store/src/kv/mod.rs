@@ -1,0 +1,191 @@
+//! The KV API's logic, between the thin gRPC adapter and the Raft node:
+//! validation, proposing writes, linearizable or serializable reads, and the
+//! response header every etcd response carries.
+//!
+//! Writes: validated, wrapped in an `InternalRequest` with a fresh id, refused
+//! when the encoding exceeds `--max-request-bytes`, proposed, answered when
+//! applied here. Reads: ReadIndex first unless `serializable`, then served from
+//! local MVCC state. Read-only txns are reads too (as in etcd), never proposed.
+
+pub mod check;
+
+use std::sync::Arc;
+
+use keel_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+};
+use keel_proto::peer::{internal_request, InternalRequest, RequestHeader};
+use prost::Message as _;
+
+use crate::apply::{self, Response};
+use crate::consensus::Node;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::mvcc::Store;
+
+/// The node type the store runs: its state machine answers with [`Response`].
+pub type StoreNode = Node<Result<Response>>;
+
+/// Who this member is, for response headers.
+#[derive(Debug, Clone, Copy)]
+pub struct Identity {
+    pub cluster_id: u64,
+    pub member_id: u64,
+}
+
+/// The KV API.
+#[derive(Clone)]
+pub struct Kv {
+    node: StoreNode,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    id: Identity,
+    max_request_bytes: usize,
+    max_txn_ops: usize,
+}
+
+impl Kv {
+    pub fn new(
+        node: StoreNode,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        id: Identity,
+        max_request_bytes: usize,
+        max_txn_ops: usize,
+    ) -> Kv {
+        Kv {
+            node,
+            store,
+            metrics,
+            id,
+            max_request_bytes,
+            max_txn_ops,
+        }
+    }
+
+    pub fn node(&self) -> &StoreNode {
+        &self.node
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn identity(&self) -> Identity {
+        self.id
+    }
+
+    /// A full response header at `revision` (0: the current revision).
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.id.cluster_id,
+            member_id: self.id.member_id,
+            revision: if revision == 0 {
+                self.store.current_revision()
+            } else {
+                revision
+            },
+            raft_term: self.node.status().term(),
+        }
+    }
+
+    fn fill(&self, h: &mut Option<ResponseHeader>) {
+        let rev = h.as_ref().map(|h| h.revision).unwrap_or(0);
+        *h = Some(self.header(rev));
+    }
+
+    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
+        check::range(&r)?;
+        self.metrics.mvcc_range_total.inc();
+        if !r.serializable {
+            self.node.read_index().await?;
+        }
+        let mut resp = apply::range(&mut self.store.read_view(), &r)?;
+        self.fill(&mut resp.header);
+        Ok(resp)
+    }
+
+    pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
+        check::put(&r)?;
+        match self.propose(internal_request::Request::Put(r)).await? {
+            Response::Put(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        check::delete_range(&r)?;
+        match self.propose(internal_request::Request::DeleteRange(r)).await? {
+            Response::DeleteRange(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
+        check::txn(&r, self.max_txn_ops)?;
+        if apply::txn_is_read_only(&r) {
+            self.metrics.mvcc_txn_total.inc();
+            if !txn_is_serializable(&r) {
+                self.node.read_index().await?;
+            }
+            let mut resp = apply::read_only_txn(&self.store, &r)?;
+            self.fill(&mut resp.header);
+            return Ok(resp);
+        }
+        match self.propose(internal_request::Request::Txn(r)).await? {
+            Response::Txn(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
+        match self.propose(internal_request::Request::Compaction(r)).await? {
+            Response::Compaction(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Proposes one request through Raft and waits for its result.
+    pub async fn propose(&self, request: internal_request::Request) -> Result<Response> {
+        let id = self.node.next_id();
+        let req = InternalRequest {
+            header: Some(RequestHeader {
+                id,
+                ..Default::default()
+            }),
+            request: Some(request),
+        };
+        let data = req.encode_to_vec();
+        if data.len() > self.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        self.node.propose(id, data).await?
+    }
+}
+
+/// etcd's rule: a read-only txn skips ReadIndex only when every op of both
+/// top-level branches is a serializable range (a nested txn counts as not).
+fn txn_is_serializable(t: &TxnRequest) -> bool {
+    use keel_proto::etcdserverpb::request_op::Request as R;
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .all(|op| matches!(&op.request, Some(R::RequestRange(r)) if r.serializable))
+}
+
+fn unexpected(r: Response) -> Error {
+    Error::InvalidArgument(format!("etcdserver: unexpected response {r:?}"))
+}

@@ -1,0 +1,31 @@
+//! Generates Rust code for keel's protobuf definitions with `tonic-prost-build`,
+//! using the `protoc` binary shipped by `protoc-bin-vendored` so a fresh
+//! machine needs nothing but cargo.
+
+use std::error::Error;
+
+const PROTOS: &[&str] = &[
+    "proto/mvccpb/kv.proto",
+    "proto/authpb/auth.proto",
+    "proto/etcdserverpb/rpc.proto",
+    "proto/v3lockpb/v3lock.proto",
+    "proto/v3electionpb/v3election.proto",
+    "proto/keel/peer.proto",
+];
+
+fn main() -> Result<(), Box<dyn Error>> {
+    // Edition 2021: `set_var` is a safe function. prost-build reads PROTOC.
+    std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);
+
+    println!("cargo:rerun-if-changed=proto");
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .emit_rerun_if_changed(false)
+        .compile_protos(PROTOS, &["proto"])?;
+    Ok(())
+}

@@ -58,7 +58,7 @@ impl Applier {
         match req {
             R::Put(p) => {
                 self.metrics.mvcc_put_total.inc();
-                check_put(&self.store.write_view(), &p)?;
+                check_put(&mut self.store.write_view(), &p)?;
                 let mut txn = self.store.write();
                 let resp = put(&mut txn, &p)?;
                 txn.end(index)?;

@@ -1,1 +1,123 @@
-fn main() {}
+//! The `keel` binary: `keel server` (the all-in-one single-member default) and
+//! `keel store` (one member of a store cluster, with etcd's flags).
+
+use std::ffi::OsString;
+
+use anyhow::Context;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use keel_store::config::{config_file_args, StoreFlags};
+use keel_store::server::Server;
+
+#[derive(Parser, Debug)]
+#[command(name = "keel", version, about = "keel: a Raft-replicated, etcd-compatible key-value store")]
+#[command(args_override_self = true)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// All-in-one: a single-member store on 127.0.0.1:2379 with data in ./keel-data
+    /// (the same flags as `keel store`, with that data dir as default).
+    Server(StoreFlags),
+    /// Run one member of a store cluster (etcd's flags).
+    Store(StoreFlags),
+}
+
+fn main() -> anyhow::Result<()> {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cli = parse_with_config_file(argv)?;
+    let (flags, default_dir) = match cli.cmd {
+        Cmd::Server(f) => (f, Some("keel-data")),
+        Cmd::Store(f) => (f, None),
+    };
+    init_tracing(&flags.log_level);
+    let mut flags = flags;
+    if flags.data_dir.is_none() {
+        if let Some(d) = default_dir {
+            flags.data_dir = Some(d.into());
+        }
+    }
+    let cfg = flags.into_config().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("keel")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+        server
+            .serve(shutdown_signal())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })
+}
+
+/// Parses the command line; with `--config-file`, parses again with the file's
+/// keys added for every flag the command line and environment left at default.
+fn parse_with_config_file(argv: Vec<OsString>) -> anyhow::Result<Cli> {
+    let matches = Cli::command().get_matches_from(argv.clone());
+    let (_, sub) = matches.subcommand().context("a subcommand is required")?;
+    let Some(path) = sub.get_one::<std::path::PathBuf>("config_file").cloned() else {
+        return Cli::from_arg_matches(&matches).map_err(|e| e.exit());
+    };
+    let pairs = config_file_args(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut extra: Vec<OsString> = Vec::new();
+    let known: Vec<String> = Cli::command()
+        .find_subcommand("store")
+        .map(|c| c.get_arguments().map(|a| a.get_id().to_string()).collect())
+        .unwrap_or_default();
+    for (key, value) in pairs {
+        let id = key.replace('-', "_");
+        if !known.contains(&id) {
+            anyhow::bail!("--config-file {}: unknown key {key:?}", path.display());
+        }
+        if from_default(sub, &id) {
+            extra.push(format!("--{key}={value}").into());
+        }
+    }
+    let mut argv2 = argv;
+    argv2.extend(extra);
+    let matches = Cli::command().get_matches_from(argv2);
+    Cli::from_arg_matches(&matches).map_err(|e| e.exit())
+}
+
+fn from_default(m: &ArgMatches, id: &str) -> bool {
+    matches!(
+        m.value_source(id),
+        None | Some(clap::parser::ValueSource::DefaultValue)
+    )
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},raft=warn,h2=warn,tower=warn,hyper=warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
+}

@@ -116,6 +116,23 @@ impl<O> Clone for Node<O> {
     }
 }
 
+/// Creates a node handle and the receiving end its driver reads from.
+pub(crate) fn channel<O>(
+    member_id: u64,
+    request_timeout: Duration,
+    retry_every: Duration,
+) -> (Node<O>, crossbeam_channel::Receiver<Command<O>>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let node = Node {
+        tx,
+        status: Arc::new(Status::default()),
+        ids: Arc::new(IdGenerator::new(member_id)),
+        request_timeout,
+        retry_every,
+    };
+    (node, rx)
+}
+
 impl<O: Send + 'static> Node<O> {
     /// Live status of this member.
     pub fn status(&self) -> &Arc<Status> {

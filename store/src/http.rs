@@ -1,0 +1,138 @@
+//! Plain HTTP on the client port, beside gRPC: `GET /health`, `GET /version`
+//! and `GET /metrics` with etcd 3.4's shapes, and (only with the hidden
+//! `--unsafe-fault-hooks` flag) `/debug/fault/...` to cut and heal peer links in
+//! tests.
+//!
+//! `/health` is `{"health":"true"}` (200) when the member has a leader and a
+//! linearizable read completes within a second, else `{"health":"false"}` (503),
+//! as etcd 3.4 answers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::config::MemberConfig;
+use crate::kv::Kv;
+use crate::metrics::Metrics;
+use crate::transport::LinkFilter;
+
+/// The etcd server version keel's API corresponds to.
+pub const ETCD_VERSION: &str = "3.4.23";
+/// The cluster version reported, as etcd 3.4 reports it.
+pub const CLUSTER_VERSION: &str = "3.4.0";
+
+#[derive(Clone)]
+struct HttpState {
+    kv: Kv,
+    metrics: Arc<Metrics>,
+    filter: Arc<LinkFilter>,
+    members: Arc<Vec<MemberConfig>>,
+}
+
+/// The HTTP routes; `fault_hooks` adds the test-only fault endpoints.
+pub fn router(
+    kv: Kv,
+    metrics: Arc<Metrics>,
+    filter: Arc<LinkFilter>,
+    members: Vec<MemberConfig>,
+    fault_hooks: bool,
+) -> Router {
+    let state = HttpState {
+        kv,
+        metrics,
+        filter,
+        members: Arc::new(members),
+    };
+    let mut r = Router::new()
+        .route("/health", get(health))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics_text));
+    if fault_hooks {
+        r = r
+            .route("/debug/fault/cut", post(cut))
+            .route("/debug/fault/heal", post(heal))
+            .route("/debug/fault", get(faults));
+    }
+    r.with_state(state)
+}
+
+fn json(status: StatusCode, body: String) -> axum::response::Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn health(State(s): State<HttpState>) -> axum::response::Response {
+    let ok = s.kv.node().status().has_leader()
+        && matches!(
+            tokio::time::timeout(Duration::from_secs(1), s.kv.node().read_index()).await,
+            Ok(Ok(_))
+        );
+    if ok {
+        json(StatusCode::OK, r#"{"health":"true"}"#.into())
+    } else {
+        json(StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false"}"#.into())
+    }
+}
+
+async fn version() -> axum::response::Response {
+    json(
+        StatusCode::OK,
+        format!(r#"{{"etcdserver":"{ETCD_VERSION}","etcdcluster":"{CLUSTER_VERSION}"}}"#),
+    )
+}
+
+async fn metrics_text(State(s): State<HttpState>) -> axum::response::Response {
+    if let Ok(size) = s.kv.store().size_bytes() {
+        s.metrics.db_total_size_bytes.set(size as i64);
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `POST /debug/fault/cut?peers=n2,n3` (names or hex ids; `all` for every peer)
+/// drops all traffic between this member and those peers, both directions.
+async fn cut(State(s): State<HttpState>, Query(q): Query<HashMap<String, String>>) -> axum::response::Response {
+    let Some(list) = q.get("peers") else {
+        return json(StatusCode::BAD_REQUEST, r#"{"error":"peers is required"}"#.into());
+    };
+    let mut ids = Vec::new();
+    for p in list.split(',').filter(|p| !p.is_empty()) {
+        if p == "all" {
+            ids.extend(s.members.iter().map(|m| m.id));
+            continue;
+        }
+        match s
+            .members
+            .iter()
+            .find(|m| m.name == p || format!("{:x}", m.id) == p)
+        {
+            Some(m) => ids.push(m.id),
+            None => return json(StatusCode::BAD_REQUEST, format!(r#"{{"error":"unknown peer {p:?}"}}"#)),
+        }
+    }
+    let me = s.kv.identity().member_id;
+    ids.retain(|id| *id != me);
+    tracing::warn!(?ids, "fault hook: cutting peer links");
+    s.filter.block(ids);
+    faults(State(s)).await
+}
+
+async fn heal(State(s): State<HttpState>) -> axum::response::Response {
+    tracing::warn!("fault hook: healing all peer links");
+    s.filter.heal();
+    faults(State(s)).await
+}
+
+async fn faults(State(s): State<HttpState>) -> axum::response::Response {
+    let blocked: Vec<String> = s.filter.blocked().iter().map(|id| format!("\"{id:x}\"")).collect();
+    json(StatusCode::OK, format!(r#"{{"blocked":[{}]}}"#, blocked.join(",")))
+}

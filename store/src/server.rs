@@ -1,0 +1,353 @@
+//! A store member: opens the data dir, starts the Raft driver thread, the peer
+//! transport and the client and peer listeners, and runs until shutdown.
+//!
+//! Shape after mini-redis: `Server::new(config)?.serve(shutdown).await`.
+//!
+//! Data dir layout: `<data-dir>/member/db` is one sled database holding the Raft
+//! log and state (trees of [`crate::raftlog`]), the MVCC history (tree `mvcc`)
+//! and this member's identity (tree `meta`: cluster id, member id, name, the
+//! bootstrap member list). A data dir that belongs to another member or cluster
+//! is refused; sled's file lock refuses a second process on the same dir.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use keel_proto::etcdserverpb::kv_server::KvServer;
+use keel_proto::peer::peer_server::PeerServer;
+use raft::eraftpb::ConfState;
+use raft::RawNode;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::apply::Applier;
+use crate::config::{Config, MemberConfig};
+use crate::consensus::driver::Driver;
+use crate::consensus::{self, logger};
+use crate::error::{Error, Result};
+use crate::kv::{Identity, Kv, StoreNode};
+use crate::metrics::Metrics;
+use crate::mvcc::{SledBackend, Store};
+use crate::raftlog::SledStorage;
+use crate::service::KvService;
+use crate::transport::{LinkFilter, PeerService, PeerTransport};
+
+/// gRPC adds this much on top of `--max-request-bytes` before refusing a message
+/// outright (etcd's grpcOverheadBytes), so that "request is too large" comes
+/// from keel's own check with etcd's message.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+/// One member, opened but not yet serving.
+pub struct Server {
+    cfg: Config,
+    db: sled::Db,
+    storage: SledStorage,
+    store: Arc<Store>,
+}
+
+impl Server {
+    /// Opens (or bootstraps) the data dir and checks it belongs to this member.
+    pub fn new(cfg: Config) -> Result<Server> {
+        let dir = cfg.data_dir.join("member");
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            Error::Config(format!("cannot create data dir {}: {e}", cfg.data_dir.display()))
+        })?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .mode(sled::Mode::HighThroughput)
+            .cache_capacity(256 * 1024 * 1024)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => Error::Config(format!(
+                    "data dir {} is in use by another process",
+                    cfg.data_dir.display()
+                )),
+                other => Error::Sled(other),
+            })?;
+        let storage = SledStorage::open(&db)?;
+        let meta = db.open_tree("meta")?;
+        check_identity(&cfg, &meta, &storage)?;
+        let store = Arc::new(Store::open(Arc::new(SledBackend::new(db.open_tree("mvcc")?)))?);
+        tracing::info!(
+            name = %cfg.name,
+            member = format!("{:x}", cfg.member_id),
+            cluster = format!("{:x}", cfg.cluster_id),
+            data_dir = %cfg.data_dir.display(),
+            revision = store.current_revision(),
+            applied = store.consistent_index(),
+            "opened data dir"
+        );
+        Ok(Server {
+            cfg,
+            db,
+            storage,
+            store,
+        })
+    }
+
+    /// Serves until `shutdown` resolves or the Raft driver stops on an error.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        let Server {
+            cfg,
+            db,
+            storage,
+            store,
+        } = self;
+        let metrics = Arc::new(Metrics::new());
+        let filter = Arc::new(LinkFilter::default());
+        let (node, rx): (StoreNode, _) =
+            consensus::channel(cfg.member_id, cfg.request_timeout(), cfg.heartbeat.min(Duration::from_millis(50)));
+
+        // Bind every listener first, so a port in use fails start-up cleanly.
+        let mut client_listeners = Vec::new();
+        for addr in &cfg.listen_client {
+            client_listeners.push(bind(*addr, "client").await?);
+        }
+        let mut peer_listeners = Vec::new();
+        for addr in &cfg.listen_peer {
+            peer_listeners.push(bind(*addr, "peer").await?);
+        }
+
+        let peers: Vec<(u64, Vec<String>)> = cfg
+            .initial_cluster
+            .iter()
+            .filter(|m| m.id != cfg.member_id)
+            .map(|m| (m.id, m.peer_urls.clone()))
+            .collect();
+        let transport = PeerTransport::start(cfg.cluster_id, cfg.member_id, peers, node.clone(), filter.clone());
+
+        // raft-rs requires applied <= commit; the MVCC consistent index may be
+        // durable a little ahead of the commit index in the hard state.
+        let applied = store.consistent_index();
+        if applied > storage.hard_state().commit {
+            storage.set_commit(applied)?;
+        }
+        let raft_cfg = raft::Config {
+            id: cfg.member_id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: 1,
+            applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        raft_cfg.validate()?;
+        let raw = RawNode::new(&raft_cfg, storage.clone(), &logger::raft_logger(cfg.member_id))?;
+        let single_voter = storage.conf_state().voters.len() == 1;
+        let applier = Applier::new(store.clone(), metrics.clone());
+        let driver = Driver::new(raw, applier, transport, rx, node.status().clone(), metrics.clone(), cfg.heartbeat);
+        let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel();
+        let driver_thread = std::thread::Builder::new()
+            .name("raft".into())
+            .spawn(move || {
+                let r = driver.run();
+                let _ = driver_done_tx.send(r);
+            })?;
+        if single_voter {
+            node.campaign()?;
+        }
+
+        let kv = Kv::new(
+            node.clone(),
+            store.clone(),
+            metrics.clone(),
+            Identity {
+                cluster_id: cfg.cluster_id,
+                member_id: cfg.member_id,
+            },
+            cfg.max_request_bytes,
+            cfg.max_txn_ops,
+        );
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = tokio::task::JoinSet::new();
+
+        // Client port: gRPC (KV, health) and HTTP/1 (health, version, metrics).
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        let max_recv = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
+        for listener in client_listeners {
+            let mut builder = tonic::service::Routes::builder();
+            builder
+                .add_service(
+                    KvServer::new(KvService(kv.clone()))
+                        .max_decoding_message_size(max_recv)
+                        .max_encoding_message_size(usize::MAX),
+                )
+                .add_service(health_service.clone());
+            let routes = builder.routes();
+            let mut router = routes.into_axum_router();
+            router = router.merge(crate::http::router(
+                kv.clone(),
+                metrics.clone(),
+                filter.clone(),
+                cfg.initial_cluster.clone(),
+                cfg.unsafe_fault_hooks,
+            ));
+            let routes = tonic::service::Routes::from(router);
+            let mut stop = stop_rx.clone();
+            tasks.spawn(async move {
+                tonic::transport::Server::builder()
+                    .accept_http1(true)
+                    .tcp_nodelay(true)
+                    .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        },
+                    )
+                    .await
+                    .map_err(|e| Error::Transport(format!("client listener: {e}")))
+            });
+        }
+        for listener in peer_listeners {
+            let svc = PeerServer::new(PeerService::new(cfg.cluster_id, cfg.member_id, node.clone(), filter.clone()))
+                .max_decoding_message_size(usize::MAX);
+            let mut stop = stop_rx.clone();
+            tasks.spawn(async move {
+                tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_service(svc)
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        },
+                    )
+                    .await
+                    .map_err(|e| Error::Transport(format!("peer listener: {e}")))
+            });
+        }
+        // grpc.health.v1: "" is SERVING while the member has a leader.
+        {
+            let status = node.status().clone();
+            let mut stop = stop_rx.clone();
+            tasks.spawn(async move {
+                let mut serving = None;
+                loop {
+                    let now = status.has_leader();
+                    if serving != Some(now) {
+                        if now {
+                            health_reporter
+                                .set_service_status("", tonic_health::ServingStatus::Serving)
+                                .await;
+                        } else {
+                            health_reporter
+                                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                                .await;
+                        }
+                        serving = Some(now);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = stop.wait_for(|s| *s) => return Ok(()),
+                    }
+                }
+            });
+        }
+        tracing::info!(
+            name = %cfg.name,
+            client = ?cfg.listen_client,
+            peer = ?cfg.listen_peer,
+            "serving"
+        );
+
+        let result = tokio::select! {
+            _ = shutdown => Ok(()),
+            r = driver_done => match r {
+                Ok(Ok(())) => Err(Error::Stopped),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(Error::Stopped),
+            },
+            Some(r) = tasks.join_next() => match r {
+                Ok(Err(e)) => Err(e),
+                _ => Err(Error::Stopped),
+            },
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "member stopping on error");
+        }
+        let _ = stop_tx.send(true);
+        node.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(2), async { while tasks.join_next().await.is_some() {} }).await;
+        let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
+        db.flush()?;
+        result
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::Config(format!("listen tcp {addr} ({what} port): {e}")))
+}
+
+const META_CLUSTER_ID: &[u8] = b"cluster_id";
+const META_MEMBER_ID: &[u8] = b"member_id";
+const META_NAME: &[u8] = b"name";
+const META_MEMBERS: &[u8] = b"members";
+
+/// Bootstraps a fresh data dir, or checks that an existing one is this member's.
+fn check_identity(cfg: &Config, meta: &sled::Tree, storage: &SledStorage) -> Result<()> {
+    let stored = meta.get(META_CLUSTER_ID)?;
+    match stored {
+        None => {
+            if !storage.is_empty() {
+                return Err(Error::Corrupt(format!(
+                    "data dir {} has a Raft log but no member identity",
+                    cfg.data_dir.display()
+                )));
+            }
+            if !cfg.new_cluster {
+                return Err(Error::Config(
+                    "--initial-cluster-state existing: joining a running cluster needs membership changes, which this version does not have yet".into(),
+                ));
+            }
+            let cs = ConfState {
+                voters: cfg.initial_cluster.iter().map(|m| m.id).collect(),
+                ..Default::default()
+            };
+            storage.initialize_with_conf_state(cs)?;
+            meta.insert(META_CLUSTER_ID, &cfg.cluster_id.to_be_bytes())?;
+            meta.insert(META_MEMBER_ID, &cfg.member_id.to_be_bytes())?;
+            meta.insert(META_NAME, cfg.name.as_bytes())?;
+            meta.insert(META_MEMBERS, encode_members(&cfg.initial_cluster).as_bytes())?;
+            storage.flush()?;
+            tracing::info!(members = cfg.initial_cluster.len(), "bootstrapped a new cluster member");
+            Ok(())
+        }
+        Some(cluster) => {
+            let cluster = read_u64(&cluster)?;
+            let member = read_u64(&meta.get(META_MEMBER_ID)?.unwrap_or_default())?;
+            let name = String::from_utf8_lossy(&meta.get(META_NAME)?.unwrap_or_default()).into_owned();
+            if cluster != cfg.cluster_id || member != cfg.member_id {
+                return Err(Error::Config(format!(
+                    "data dir {} belongs to member {name:?} ({member:x}) of cluster {cluster:x}, but the flags describe member {:?} ({:x}) of cluster {:x}: start with the flags it was created with, or use an empty --data-dir",
+                    cfg.data_dir.display(),
+                    cfg.name,
+                    cfg.member_id,
+                    cfg.cluster_id
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn read_u64(b: &[u8]) -> Result<u64> {
+    let arr: [u8; 8] = b
+        .try_into()
+        .map_err(|_| Error::Corrupt("member identity record is damaged".into()))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn encode_members(members: &[MemberConfig]) -> String {
+    let list: Vec<serde_json::Value> = members
+        .iter()
+        .map(|m| serde_json::json!({"id": format!("{:x}", m.id), "name": m.name, "peer_urls": m.peer_urls}))
+        .collect();
+    serde_json::Value::Array(list).to_string()
+}

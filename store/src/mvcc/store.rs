@@ -1,0 +1,417 @@
+//! The MVCC [`Store`]: opening, reads, compaction, history.
+//!
+//! Locking: `state` (a `RwLock`) guards the key index and the revision
+//! counters; readers hold it only to look revisions up, never across backend
+//! reads, so a long range does not stall the writer. `writer` (a `Mutex`)
+//! admits one writer at a time: a [`WriteTxn`], a compaction, or
+//! [`Store::set_consistent_index`].
+//!
+//! Invariants: every backend record is in the key index and the reverse, except
+//! entries of an open write transaction (above `current_rev`, not yet written).
+//! `current_rev` is published only after the batch that makes it is applied.
+//! A compaction raises `compact_rev` before deleting anything, so a reader that
+//! finds a record gone can tell "compacted under me" from corruption.
+//!
+//! Leaves out: etcd's chunked background compaction with a "scheduled" mark
+//! (one atomic batch here), hashing for corruption checks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::backend::{Backend, Batch};
+use super::encoding::{self, Record};
+use super::key_index::{KeyIndex, KeyRange};
+use super::txn::WriteTxn;
+use super::{Event, EventKind, KeyValue, RangeOptions, RangeResult, Revision};
+use crate::{Error, Result};
+
+/// The MVCC store. `Send + Sync`: share it behind an `Arc`.
+pub struct Store {
+    pub(super) backend: Arc<dyn Backend>,
+    state: RwLock<State>,
+    writer: Mutex<()>,
+}
+
+/// What the store keeps in memory.
+#[derive(Debug)]
+pub(super) struct State {
+    pub(super) index: KeyIndex,
+    /// The newest committed main revision (1 on a fresh store).
+    pub(super) current_rev: i64,
+    /// The revision of the last compaction, 0 if none.
+    pub(super) compact_rev: i64,
+    /// The newest Raft index recorded, persisted.
+    pub(super) consistent_index: u64,
+    /// Keys live at `current_rev`.
+    pub(super) live_keys: usize,
+}
+
+impl Store {
+    /// Opens the store kept in `backend`, rebuilding the key index by scanning
+    /// every revision record.
+    pub fn open(backend: Arc<dyn Backend>) -> Result<Store> {
+        let meta = |name: &[u8]| -> Result<u64> {
+            match backend.get(name)? {
+                Some(bytes) => encoding::decode_u64(name, &bytes),
+                None => Ok(0),
+            }
+        };
+        let compact_rev = meta(encoding::META_COMPACT_REVISION)? as i64;
+        let consistent_index = meta(encoding::META_CONSISTENT_INDEX)?;
+        let mut index = KeyIndex::new();
+        let mut last_main = 0;
+        let mut records = 0u64;
+        for item in backend.scan(&[], encoding::REVISIONS_END) {
+            let (k, v) = item?;
+            let (rev, tombstone) = Revision::from_key(&k)?;
+            let key = encoding::decode_record_key(&v)?;
+            if tombstone && index.last(key).is_none_or(|e| e.is_tombstone()) {
+                return Err(Error::Corrupt(format!(
+                    "mvcc: tombstone at {rev} of a key that is not live"
+                )));
+            }
+            index.push(key, rev, tombstone);
+            last_main = rev.main;
+            records += 1;
+        }
+        // Compaction may have dropped the newest records (tombstones at the
+        // compact revision), never any above it.
+        let current_rev = last_main.max(compact_rev).max(1);
+        let live_keys = index.count_live(current_rev);
+        tracing::debug!(
+            current_rev,
+            compact_rev,
+            consistent_index,
+            records,
+            keys = live_keys,
+            "mvcc: opened"
+        );
+        let state = State {
+            index,
+            current_rev,
+            compact_rev,
+            consistent_index,
+            live_keys,
+        };
+        Ok(Store {
+            backend,
+            state: RwLock::new(state),
+            writer: Mutex::new(()),
+        })
+    }
+
+    pub(super) fn read_state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn write_state(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The backend, e.g. for snapshots.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The newest committed revision; 1 on a fresh store.
+    pub fn current_revision(&self) -> i64 {
+        self.read_state().current_rev
+    }
+
+    /// The revision of the last compaction; 0 if never compacted.
+    pub fn compact_revision(&self) -> i64 {
+        self.read_state().compact_rev
+    }
+
+    /// The newest Raft index recorded (and persisted) with a write, a
+    /// compaction or [`Store::set_consistent_index`].
+    pub fn consistent_index(&self) -> u64 {
+        self.read_state().consistent_index
+    }
+
+    /// How many keys exist at the current revision.
+    pub fn key_count(&self) -> usize {
+        self.read_state().live_keys
+    }
+
+    /// The keys of `[key, range_end)` (etcd's conventions) as of
+    /// `opts.revision`.
+    pub fn range(&self, key: &[u8], range_end: &[u8], opts: &RangeOptions) -> Result<RangeResult> {
+        // A read at the current revision can lose its records to a compaction
+        // that overtakes it (the index lock is not held across backend reads);
+        // it then starts again at the new current revision. Reads at a given
+        // revision report the compaction instead.
+        let mut tries = 0;
+        loop {
+            match self.range_once(key, range_end, opts) {
+                Err(Error::Compacted) if opts.revision <= 0 && tries < 8 => tries += 1,
+                result => return result,
+            }
+        }
+    }
+
+    fn range_once(&self, key: &[u8], range_end: &[u8], opts: &RangeOptions) -> Result<RangeResult> {
+        let (at, current, revs, count) = {
+            let state = self.read_state();
+            let current = state.current_rev;
+            let at = check_read_rev(opts.revision, current, state.compact_rev)?;
+            let (revs, count) =
+                collect_range(&state.index, KeyRange::new(key, range_end), at, opts);
+            (at, current, revs, count)
+        };
+        let mut kvs = Vec::with_capacity(revs.len());
+        for rev in revs {
+            match self.load(rev, opts.keys_only)? {
+                Some(kv) => kvs.push(kv),
+                None => return Err(self.missing(rev, at)),
+            }
+        }
+        Ok(RangeResult {
+            kvs,
+            count,
+            revision: current,
+        })
+    }
+
+    /// The put record at `rev`, if the backend has it.
+    pub(super) fn load(&self, rev: Revision, keys_only: bool) -> Result<Option<KeyValue>> {
+        let Some(bytes) = self.backend.get(&rev.to_bytes())? else {
+            return Ok(None);
+        };
+        match encoding::decode_record(rev, false, &bytes, keys_only)? {
+            Record::Put(kv) => Ok(Some(kv)),
+            Record::Tombstone(_) => {
+                Err(Error::Corrupt(format!("mvcc: unmarked tombstone at {rev}")))
+            }
+        }
+    }
+
+    /// The error for a record the index named but the backend lacks, read as
+    /// of `at`: a compaction raced the read, or the data is corrupt.
+    pub(super) fn missing(&self, rev: Revision, at: i64) -> Error {
+        if at < self.read_state().compact_rev {
+            Error::Compacted
+        } else {
+            Error::Corrupt(format!(
+                "mvcc: revision {rev} is in the index but not in the backend"
+            ))
+        }
+    }
+
+    /// Starts the one write transaction; it holds the write lock until
+    /// [`WriteTxn::end`] or drop. Do not call other writing methods of the
+    /// store from the same thread meanwhile (they would wait for it).
+    pub fn write(&self) -> WriteTxn<'_> {
+        let guard = self.lock_writer();
+        let current = self.read_state().current_rev;
+        WriteTxn::new(self, guard, current)
+    }
+
+    /// Compacts the history at `rev`: drops every record at or below `rev`
+    /// except, per key, the newest one, unless that is a tombstone. Reads at
+    /// `rev` and later still work. Records `consistent_index` in the same batch.
+    pub fn compact(&self, rev: i64, consistent_index: u64) -> Result<()> {
+        let _writer = self.lock_writer();
+        let (plan, old_compact, record_index) = {
+            let state = self.read_state();
+            if rev <= state.compact_rev {
+                return Err(Error::Compacted);
+            }
+            if rev > state.current_rev {
+                return Err(Error::FutureRevision);
+            }
+            let record_index = consistent_index > state.consistent_index;
+            (
+                state.index.compaction_plan(rev),
+                state.compact_rev,
+                record_index,
+            )
+        };
+        let mut batch = Batch::with_capacity(plan.len() + 2);
+        for (r, tombstone) in &plan {
+            batch.delete(r.to_key(*tombstone));
+        }
+        batch.put(
+            encoding::META_COMPACT_REVISION.to_vec(),
+            encoding::encode_u64(rev as u64).to_vec(),
+        );
+        if record_index {
+            batch.put(
+                encoding::META_CONSISTENT_INDEX.to_vec(),
+                encoding::encode_u64(consistent_index).to_vec(),
+            );
+        }
+        // Raise the mark first: a reader that then misses a record sees why.
+        self.write_state().compact_rev = rev;
+        if let Err(err) = self.backend.apply(batch) {
+            self.write_state().compact_rev = old_compact;
+            return Err(err);
+        }
+        let mut state = self.write_state();
+        state.index.compact(rev);
+        if record_index {
+            state.consistent_index = consistent_index;
+        }
+        tracing::debug!(
+            rev,
+            dropped = plan.len(),
+            keys = state.index.len(),
+            "mvcc: compacted"
+        );
+        Ok(())
+    }
+
+    /// Records `index` as applied for an entry that wrote nothing. Persisted
+    /// at once (one small write, not flushed); ignored if not above the
+    /// recorded index.
+    pub fn set_consistent_index(&self, index: u64) -> Result<()> {
+        let _writer = self.lock_writer();
+        if index <= self.read_state().consistent_index {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        batch.put(
+            encoding::META_CONSISTENT_INDEX.to_vec(),
+            encoding::encode_u64(index).to_vec(),
+        );
+        self.backend.apply(batch)?;
+        self.write_state().consistent_index = index;
+        Ok(())
+    }
+
+    /// Every change with main revision in `[from_rev, to_rev]` on the keys of
+    /// `[key, range_end)`, in revision order, at most `limit` (0 = no limit),
+    /// with `prev_kv` filled when known. `to_rev <= 0` or past the current
+    /// revision means the current revision. [`Error::Compacted`] if `from_rev`
+    /// is below the compact revision (also if a compaction raced the scan).
+    pub fn history(
+        &self,
+        key: &[u8],
+        range_end: &[u8],
+        from_rev: i64,
+        to_rev: i64,
+        limit: usize,
+    ) -> Result<Vec<Event>> {
+        let (from, to) = {
+            let state = self.read_state();
+            if from_rev < state.compact_rev {
+                return Err(Error::Compacted);
+            }
+            let to = if to_rev <= 0 || to_rev > state.current_rev {
+                state.current_rev
+            } else {
+                to_rev
+            };
+            (from_rev.max(1), to)
+        };
+        let range = KeyRange::new(key, range_end);
+        let mut events = Vec::new();
+        if from > to {
+            return Ok(events);
+        }
+        // The value of each key seen so far in the scan: the prev_kv of its
+        // next event. `None`: the key was deleted.
+        let mut latest: HashMap<Vec<u8>, Option<KeyValue>> = HashMap::new();
+        let start = Revision::new(from, 0).to_bytes();
+        let end = Revision::new(to + 1, 0).to_bytes();
+        for item in self.backend.scan(&start, &end) {
+            if limit > 0 && events.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            if !range.contains(encoding::decode_record_key(&v)?) {
+                continue;
+            }
+            let (rev, tombstone) = Revision::from_key(&k)?;
+            let record = encoding::decode_record(rev, tombstone, &v, false)?;
+            let prev_kv = match latest.get(record.key()) {
+                Some(prev) => prev.clone(),
+                None => self.value_before(record.key(), rev)?,
+            };
+            let event = match record {
+                Record::Put(kv) => Event {
+                    kind: EventKind::Put,
+                    kv,
+                    prev_kv,
+                },
+                Record::Tombstone(key) => {
+                    let kv = KeyValue {
+                        key,
+                        mod_revision: rev.main,
+                        ..KeyValue::default()
+                    };
+                    Event {
+                        kind: EventKind::Delete,
+                        kv,
+                        prev_kv,
+                    }
+                }
+            };
+            let now = (event.kind == EventKind::Put).then(|| event.kv.clone());
+            latest.insert(event.kv.key.clone(), now);
+            events.push(event);
+        }
+        if from_rev < self.read_state().compact_rev {
+            return Err(Error::Compacted);
+        }
+        Ok(events)
+    }
+
+    /// `key`'s value just before `rev`, if it existed and is still stored.
+    fn value_before(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>> {
+        let prev = self.read_state().index.before(key, rev);
+        match prev {
+            Some(p) => self.load(p, false),
+            None => Ok(None),
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.read_state();
+        f.debug_struct("Store")
+            .field("current_rev", &state.current_rev)
+            .field("compact_rev", &state.compact_rev)
+            .field("consistent_index", &state.consistent_index)
+            .field("keys", &state.live_keys)
+            .finish()
+    }
+}
+
+/// The revision a read at `requested` is served at, given the store's
+/// `current` and `compact` revisions (etcd's `rangeKeys` checks, in order).
+pub(super) fn check_read_rev(requested: i64, current: i64, compact: i64) -> Result<i64> {
+    if requested > current {
+        return Err(Error::FutureRevision);
+    }
+    let at = if requested <= 0 { current } else { requested };
+    if at < compact {
+        return Err(Error::Compacted);
+    }
+    Ok(at)
+}
+
+/// The revisions to load for a range (at most `limit`, none if `count_only`)
+/// and the count of all matching keys.
+pub(super) fn collect_range(
+    index: &KeyIndex,
+    range: KeyRange<'_>,
+    at: i64,
+    opts: &RangeOptions,
+) -> (Vec<Revision>, usize) {
+    let mut revs = Vec::new();
+    let mut count = 0;
+    index.visit(range, at, |_, rev| {
+        count += 1;
+        if !opts.count_only && (opts.limit == 0 || revs.len() < opts.limit) {
+            revs.push(rev);
+        }
+        true
+    });
+    (revs, count)
+}

@@ -40,6 +40,11 @@ impl<S: Eq + Clone> Memo<S> {
         self.states.len()
     }
 
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty()
+    }
+
     /// Inserts (`set`, `state`) with precomputed `hash`; false if already present.
     pub fn insert(&mut self, set: &[u64], hash: u64, state: &S) -> bool {
         debug_assert_eq!(set.len(), self.words);

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::history::{History, OpId, Operation};
-use crate::model::Model;
+use crate::model::{Compiled, Model};
 use crate::Result;
 pub use report::{Counterexample, OpView, Verdict};
 use search::{Entry, Failure, Outcome};
@@ -58,7 +58,7 @@ pub fn check<M: Model>(model: &M, history: &History, opts: &Options) -> Result<V
     let mut jobs = Vec::with_capacity(parts.len());
     for (index, (_, ids)) in parts.iter().enumerate() {
         let ops: Vec<&Operation> = ids.iter().map(|&id| &history.ops[id]).collect();
-        let (ctx, compiled) = model.compile(&ops)?;
+        let Compiled { ctx, ops: compiled } = model.compile(&ops)?;
         let (mut entries, mut kept) = (Vec::new(), Vec::new());
         for (op, compiled) in ops.iter().zip(compiled) {
             if let Some(c) = compiled {

@@ -17,7 +17,7 @@
 use serde_json::Value;
 
 use super::intern::Interner;
-use super::Model;
+use super::{Compiled, Model};
 use crate::hash::FxHashMap;
 use crate::history::Operation;
 use crate::Result;
@@ -166,7 +166,7 @@ impl Model for Kv {
         op.key.as_deref()
     }
 
-    fn compile(&self, ops: &[&Operation]) -> Result<(KvCtx, Vec<Option<KvOp>>)> {
+    fn compile(&self, ops: &[&Operation]) -> Result<Compiled<KvCtx, KvOp>> {
         let mut keys: Interner<String> = Interner::default();
         let mut strings = Interner::with_first(String::new());
         let mut out = Vec::with_capacity(ops.len());
@@ -206,7 +206,7 @@ impl Model for Kv {
             appended: FxHashMap::default(),
             spells: FxHashMap::default(),
         };
-        Ok((ctx, out))
+        Ok(Compiled { ctx, ops: out })
     }
 
     fn init(&self, ctx: &KvCtx) -> KvState {

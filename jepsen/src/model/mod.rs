@@ -27,6 +27,13 @@ use std::hash::Hash;
 use crate::history::Operation;
 use crate::Result;
 
+/// One partition, compiled: the context and, per operation, its compiled form
+/// (`None`: dropped).
+pub struct Compiled<C, O> {
+    pub ctx: C,
+    pub ops: Vec<Option<O>>,
+}
+
 /// A sequential specification.
 pub trait Model: Sync {
     /// Per-partition context: interned values, key indices.
@@ -47,7 +54,7 @@ pub trait Model: Sync {
 
     /// Compiles the operations of one partition (see the module docs for `None`).
     /// Errors name the operation's line.
-    fn compile(&self, ops: &[&Operation]) -> Result<(Self::Ctx, Vec<Option<Self::Op>>)>;
+    fn compile(&self, ops: &[&Operation]) -> Result<Compiled<Self::Ctx, Self::Op>>;
 
     /// The initial state.
     fn init(&self, ctx: &Self::Ctx) -> Self::State;

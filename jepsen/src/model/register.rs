@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::intern::Interner;
-use super::Model;
+use super::{Compiled, Model};
 use crate::history::Operation;
 use crate::Result;
 
@@ -44,7 +44,7 @@ impl Model for Register {
         op.key.as_deref()
     }
 
-    fn compile(&self, ops: &[&Operation]) -> Result<(Self::Ctx, Vec<Option<RegisterOp>>)> {
+    fn compile(&self, ops: &[&Operation]) -> Result<Compiled<Self::Ctx, RegisterOp>> {
         let mut values = Interner::with_first(Value::Null.to_string());
         let mut id = |v: &Value| values.intern(v.to_string());
         let mut out = Vec::with_capacity(ops.len());
@@ -63,7 +63,10 @@ impl Model for Register {
                 f => return Err(op.error(format!("register has no function {f:?}"))),
             });
         }
-        Ok((values, out))
+        Ok(Compiled {
+            ctx: values,
+            ops: out,
+        })
     }
 
     fn init(&self, _: &Self::Ctx) -> u32 {

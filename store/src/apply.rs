@@ -29,7 +29,7 @@ use prost::Message as _;
 use crate::consensus::StateMachine;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::mvcc::{self, KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
+use crate::mvcc::{KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 
 /// The response to an applied request.
 #[derive(Debug, Clone)]

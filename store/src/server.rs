@@ -68,7 +68,7 @@ impl Server {
         let storage = SledStorage::open(&db)?;
         let meta = db.open_tree("meta")?;
         check_identity(&cfg, &meta, &storage)?;
-        let store = Arc::new(Store::open(Arc::new(SledBackend::new(db.open_tree("mvcc")?)))?);
+        let store = Arc::new(Store::open(Arc::new(SledBackend::with_db(db.clone(), db.open_tree("mvcc")?)))?);
         tracing::info!(
             name = %cfg.name,
             member = format!("{:x}", cfg.member_id),
@@ -126,6 +126,9 @@ impl Server {
         let raft_cfg = raft::Config {
             id: cfg.member_id,
             election_tick: cfg.election_ticks,
+            // etcd randomises in [1, 2) election timeouts; [1, 1.5) re-elects sooner
+            // after a leader dies, and pre-vote keeps split votes rare.
+            max_election_tick: cfg.election_ticks * 3 / 2,
             heartbeat_tick: 1,
             applied,
             max_size_per_msg: 1024 * 1024,

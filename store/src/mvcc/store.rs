@@ -134,6 +134,11 @@ impl Store {
     }
 
     /// How many keys exist at the current revision.
+    pub fn size_bytes(&self) -> Result<u64> {
+        self.backend().size()
+    }
+
+    /// The number of live keys.
     pub fn key_count(&self) -> usize {
         self.read_state().live_keys
     }

@@ -56,6 +56,16 @@ impl<'a> WriteTxn<'a> {
         self.rev
     }
 
+    /// True once the transaction has written something.
+    pub fn has_changes(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// The store's compaction point (the oldest revision still readable).
+    pub fn compact_revision(&self) -> i64 {
+        self.store.compact_revision()
+    }
+
     /// The revision the transaction's reads are at: its own once it wrote.
     fn read_rev(&self) -> i64 {
         if self.events.is_empty() {

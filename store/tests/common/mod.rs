@@ -1,0 +1,352 @@
+//! Test harness: real `keel` processes on free loopback ports, each in its own
+//! data dir under one temp dir; every process is killed (by its own pid) when the
+//! cluster is dropped. Also finds the Debian tools (etcd, etcdctl) the interop
+//! tests need, with the skip rule of the project: a missing tool prints one line
+//! saying how to install it and skips, unless KEEL_REQUIRE_TOOLS=1, where it fails.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().unwrap().port()
+}
+
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub members: Vec<Member>,
+    pub token: String,
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until every one is healthy.
+    pub fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// Starts `n` members with extra flags for each.
+    pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut members = Vec::new();
+        for i in 0..n {
+            let name = format!("m{i}");
+            members.push(Member {
+                data_dir: dir.path().join(format!("{name}.keel")),
+                log: dir.path().join(format!("{name}.log")),
+                name,
+                client_port: free_port(),
+                peer_port: free_port(),
+                child: None,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+            });
+        }
+        let mut c = Cluster {
+            dir,
+            members,
+            token: format!("test-{}", std::process::id()),
+        };
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_healthy(i, Duration::from_secs(20));
+        }
+        c
+    }
+
+    pub fn initial_cluster(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn args(&self, i: usize) -> Vec<String> {
+        let m = &self.members[i];
+        let mut a = vec![
+            "store".to_string(),
+            "--name".into(),
+            m.name.clone(),
+            "--data-dir".into(),
+            m.data_dir.display().to_string(),
+            "--listen-client-urls".into(),
+            m.url(),
+            "--advertise-client-urls".into(),
+            m.url(),
+            "--listen-peer-urls".into(),
+            m.peer_url(),
+            "--initial-advertise-peer-urls".into(),
+            m.peer_url(),
+            "--initial-cluster".into(),
+            self.initial_cluster(),
+            "--initial-cluster-token".into(),
+            self.token.clone(),
+            "--unsafe-fault-hooks".into(),
+        ];
+        a.extend(m.extra.iter().cloned());
+        a
+    }
+
+    /// Starts member `i` (again).
+    pub fn spawn(&mut self, i: usize) {
+        assert!(self.members[i].child.is_none(), "member {i} already running");
+        let args = self.args(i);
+        let m = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+            .args(&args)
+            .env("RUST_LOG", "info,raft=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start keel");
+        m.child = Some(child);
+    }
+
+    /// SIGKILL member `i` and reap it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM member `i` and wait for it to exit.
+    pub fn stop(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut c = self.members[i].child.take().expect("running");
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                return c.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        self.wait_healthy(i, Duration::from_secs(20));
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.endpoint()).collect()
+    }
+
+    pub fn client(&self) -> keel_client::Client {
+        keel_client::Client::new(self.endpoints(), keel_client::Options::default()).unwrap()
+    }
+
+    /// A client of member `i` only.
+    pub fn member_client(&self, i: usize) -> keel_client::Client {
+        keel_client::Client::new([self.members[i].endpoint()], keel_client::Options::default()).unwrap()
+    }
+
+    /// Waits for `/health` to say true on member `i`.
+    pub fn wait_healthy(&self, i: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((200, body)) = http_get(self.members[i].client_port, "/health") {
+                if body.contains("\"true\"") {
+                    return;
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "member {} not healthy after {timeout:?}; log:\n{}",
+                    self.members[i].name,
+                    self.log_tail(i)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The index of the current leader (asked through /metrics), if any member says so.
+    pub fn leader(&self) -> Option<usize> {
+        (0..self.members.len()).find(|&i| {
+            self.members[i].is_running()
+                && http_get(self.members[i].client_port, "/metrics")
+                    .map(|(_, b)| b.lines().any(|l| l == "etcd_server_is_leader 1"))
+                    .unwrap_or(false)
+        })
+    }
+
+    pub fn wait_leader(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.leader() {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no leader after {timeout:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.members[i].log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// Cuts member `i` off from every peer (both directions) through its fault hook.
+    pub fn isolate(&self, i: usize) {
+        let (code, body) = http_post(self.members[i].client_port, "/debug/fault/cut?peers=all").expect("fault hook");
+        assert_eq!(code, 200, "{body}");
+    }
+
+    pub fn heal(&self, i: usize) {
+        let (code, body) = http_post(self.members[i].client_port, "/debug/fault/heal").expect("fault hook");
+        assert_eq!(code, 200, "{body}");
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 request; returns (status, body).
+pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code: u16 = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((code, body))
+}
+
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http(port, "GET", path)
+}
+
+pub fn http_post(port: u16, path: &str) -> Option<(u16, String)> {
+    http(port, "POST", path)
+}
+
+/// Finds a Debian tool on PATH. Missing: prints how to install it and returns
+/// None, or panics when KEEL_REQUIRE_TOOLS=1.
+pub fn require_tool(tool: &str, package: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(tool))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        if std::env::var("KEEL_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{tool} is required (KEEL_REQUIRE_TOOLS=1) but missing: apt-get install {package}");
+        }
+        eprintln!("SKIP: {tool} not found; install it with `apt-get install {package}` to run this test");
+    }
+    found
+}
+
+/// A real etcd 3.4 member on free ports in `dir`; killed on drop.
+pub struct Etcd {
+    pub client_port: u16,
+    child: Child,
+}
+
+impl Etcd {
+    pub fn start(etcd: &Path, dir: &Path) -> Etcd {
+        let client_port = free_port();
+        let peer_port = free_port();
+        let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
+        let child = Command::new(etcd)
+            .args([
+                "--name",
+                "etcd0",
+                "--data-dir",
+                &dir.join("etcd0.etcd").display().to_string(),
+                "--listen-client-urls",
+                &format!("http://127.0.0.1:{client_port}"),
+                "--advertise-client-urls",
+                &format!("http://127.0.0.1:{client_port}"),
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{peer_port}"),
+                "--initial-cluster",
+                &format!("etcd0=http://127.0.0.1:{peer_port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        let e = Etcd { client_port, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((200, b)) = http_get(client_port, "/health") {
+                if b.contains("\"true\"") {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "etcd did not become healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        e
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

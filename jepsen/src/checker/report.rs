@@ -5,13 +5,17 @@
 //! linearise (legal in the model, consistent with real time). After P, the
 //! earliest-returning operation B not in P could not be placed: every candidate
 //! that could go next either disagreed with the model or led back to a
-//! configuration already explored. The window is B together with every
-//! operation not in P that was called before B returned: those are exactly the
-//! operations that could have been linearised between P and B, all concurrent
-//! with B. The state after P is shown, with the last operations of P, so the
-//! window reads as "from this state, these operations cannot be ordered".
-//! P is the first longest prefix met; other orders of the same length may exist.
+//! configuration already explored, and B could not come later because it had
+//! returned. The window is B and every operation concurrent with B (their
+//! call-to-return intervals overlap, an unreturned operation ending at
+//! +infinity), each marked with its position in P if it is in P. These are the
+//! operations whose order around B decides whether B can be placed: the
+//! unmarked ones could still have gone before B, the marked ones are those the
+//! search ordered before it. With the state after P and P's last operations,
+//! the window reads as "from here, these cannot be ordered". P is the first
+//! longest prefix met; other orders of the same length may exist.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::Serialize;
@@ -51,7 +55,7 @@ pub struct Counterexample {
     pub prefix_tail: Vec<OpView>,
     /// The operation that could not be placed.
     pub blocked: OpId,
-    /// It and the operations concurrent with it not in the prefix, by call time.
+    /// It and the operations concurrent with it, by call time.
     pub window: Vec<OpView>,
 }
 
@@ -65,6 +69,9 @@ pub struct OpView {
     /// `None`: never returned.
     pub ret: Option<u64>,
     pub description: String,
+    /// Position in the prefix, for operations of the window that are in it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix_position: Option<usize>,
 }
 
 impl OpView {
@@ -76,6 +83,7 @@ impl OpView {
             call: op.call,
             ret: op.ret,
             description: model.describe_op(op),
+            prefix_position: None,
         }
     }
 }
@@ -90,12 +98,13 @@ pub(crate) fn counterexample<M: Model>(
 ) -> Counterexample {
     let prefix: Vec<OpId> = f.prefix.iter().map(|&i| ids[i]).collect();
     let blocked = &history.ops[ids[f.blocked]];
-    let in_prefix: std::collections::HashSet<OpId> = prefix.iter().copied().collect();
+    let position: HashMap<OpId, usize> =
+        prefix.iter().enumerate().map(|(i, &id)| (id, i)).collect();
     let until = blocked.ret.unwrap_or(u64::MAX);
     let mut window: Vec<&Operation> = ids
         .iter()
         .map(|&id| &history.ops[id])
-        .filter(|op| !in_prefix.contains(&op.id) && op.call <= until)
+        .filter(|op| op.call <= until && op.ret.is_none_or(|r| r >= blocked.call))
         .collect();
     window.sort_by_key(|op| (op.call, op.id));
     let tail_start = prefix.len().saturating_sub(TAIL);
@@ -111,7 +120,10 @@ pub(crate) fn counterexample<M: Model>(
         blocked: blocked.id,
         window: window
             .into_iter()
-            .map(|op| OpView::new(model, op))
+            .map(|op| OpView {
+                prefix_position: position.get(&op.id).copied(),
+                ..OpView::new(model, op)
+            })
             .collect(),
     }
 }
@@ -164,15 +176,15 @@ impl fmt::Display for Verdict {
         writeln!(f, "state after the prefix: {}", c.state)?;
         writeln!(
             f,
-            "cannot linearise op {}; window of {} operation(s) not linearised that began before it returned:",
+            "cannot linearise op {} after the prefix; it and the {} operation(s) concurrent with it:",
             c.blocked,
-            c.window.len()
+            c.window.len() - 1
         )?;
         for op in &c.window {
-            let mark = if op.id == c.blocked {
-                "  <- cannot be placed"
-            } else {
-                ""
+            let mark = match op.prefix_position {
+                _ if op.id == c.blocked => "  <- cannot be placed".to_string(),
+                Some(i) => format!("  [prefix #{}]", i + 1),
+                None => "  [not linearised]".to_string(),
             };
             writeln!(f, "  {op}{mark}")?;
         }

@@ -44,3 +44,17 @@ fn kv_verdicts_do_not_depend_on_splitting_by_key() {
         assert_eq!(verdict.partitions, 1);
     }
 }
+
+#[test]
+fn a_cheap_illegal_partition_is_found_past_expensive_ones_on_one_thread() {
+    // In c50-bad, some legal-looking partitions take minutes to exhaust; the
+    // scheduler must interleave them with the cheap illegal one, even with one
+    // worker (this took ~400 s when partitions ran one after the other).
+    let dir = bench::data_dir(None).unwrap_or_else(|e| panic!("Porcupine data is required: {e}"));
+    let history = History::read(&dir.join("kv/c50-bad.txt")).unwrap();
+    let one = Options {
+        partition: true,
+        threads: 1,
+    };
+    assert!(!ModelKind::Kv.check(&history, &one).unwrap().linearizable);
+}

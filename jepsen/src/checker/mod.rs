@@ -3,10 +3,9 @@
 //! [`check`] splits the history by the model's partition key (when the model
 //! allows it and the caller wants it: linearizability is compositional, Herlihy
 //! & Wing 1990, so a history is linearizable iff each per-key sub-history is),
-//! compiles each part, and searches the parts on a pool of threads, largest
-//! first. The first illegal part found stops the others. The verdict then
-//! describes the illegal part with the lowest index that was found (see
-//! [`report`] for what the window is).
+//! compiles each part, and searches the parts on a pool of threads, round robin
+//! in slices, largest first. The first illegal part found stops the others,
+//! and the verdict describes it (see [`report`] for what the window is).
 //!
 //! Left out: timeouts (a search runs to its end) and the explanation of
 //! linearizable histories (the linearization itself is not kept).
@@ -15,7 +14,7 @@ pub mod memo;
 pub mod report;
 pub mod search;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -23,7 +22,7 @@ use crate::history::{History, OpId, Operation};
 use crate::model::{Compiled, Model};
 use crate::Result;
 pub use report::{Counterexample, OpView, Verdict};
-use search::{Entry, Failure, Outcome};
+use search::{Entry, Failure, Outcome, Search};
 
 /// How to check.
 #[derive(Debug, Clone)]
@@ -43,14 +42,16 @@ impl Default for Options {
     }
 }
 
-/// One part of the history, compiled.
-struct Job<M: Model> {
+/// One part of the history, being searched.
+struct Job<'m, M: Model> {
     index: usize,
-    ctx: M::Ctx,
-    entries: Vec<Entry<M::Op>>,
-    /// Global id of each entry.
+    search: Search<'m, M>,
+    /// Global id of each operation of the search.
     ids: Vec<OpId>,
 }
+
+/// Steps a job runs before it goes back to the queue (about a millisecond).
+const SLICE: u64 = 1 << 14;
 
 /// Checks `history` against `model`.
 pub fn check<M: Model>(model: &M, history: &History, opts: &Options) -> Result<Verdict> {
@@ -70,14 +71,13 @@ pub fn check<M: Model>(model: &M, history: &History, opts: &Options) -> Result<V
                 kept.push(op.id);
             }
         }
-        jobs.push(Job::<M> {
+        jobs.push(Job {
             index,
-            ctx,
-            entries,
+            search: Search::new(model, ctx, entries),
             ids: kept,
         });
     }
-    let failure = run(model, jobs, opts.threads.max(1));
+    let failure = run(jobs, opts.threads.max(1));
     let counterexample = failure.map(|(job, f)| {
         report::counterexample(model, history, parts[job.index].0.clone(), &job.ids, f)
     });
@@ -120,37 +120,41 @@ fn split<M: Model>(
     parts
 }
 
-/// Searches the jobs on up to `threads` threads; the illegal job with the lowest
-/// index found, if any.
-fn run<M: Model>(model: &M, mut jobs: Vec<Job<M>>, threads: usize) -> Option<(Job<M>, Failure)> {
-    let stop = AtomicBool::new(false);
-    jobs.sort_by_key(|j| (j.entries.len(), std::cmp::Reverse(j.index)));
+/// Searches the jobs on up to `threads` threads, round robin in slices of
+/// [`SLICE`] steps, largest first, until all are linearizable or one is not (as
+/// Porcupine runs one goroutine per partition: a quick illegal partition is not
+/// held up by expensive legal ones). The illegal job found first, if any.
+fn run<M: Model>(mut jobs: Vec<Job<'_, M>>, threads: usize) -> Option<(Job<'_, M>, Failure)> {
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.search.len()));
     let threads = threads.min(jobs.len());
-    let work = |queue: &Mutex<Vec<Job<M>>>, found: &Mutex<Vec<(Job<M>, Failure)>>| loop {
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-        let Some(mut job) = queue.lock().expect("queue lock").pop() else {
-            return;
-        };
-        if let Outcome::Illegal(f) = search::search(model, &mut job.ctx, &job.entries, &stop) {
-            stop.store(true, Ordering::Relaxed);
-            found.lock().expect("found lock").push((job, f));
+    let queue = Mutex::new(VecDeque::from(jobs));
+    let found = Mutex::new(None);
+    let stop = AtomicBool::new(false);
+    let work = || {
+        while !stop.load(Ordering::Relaxed) {
+            let Some(mut job) = queue.lock().expect("queue lock").pop_front() else {
+                return;
+            };
+            match job.search.run(SLICE) {
+                None => queue.lock().expect("queue lock").push_back(job),
+                Some(Outcome::Linearizable) => {}
+                Some(Outcome::Illegal(f)) => {
+                    stop.store(true, Ordering::Relaxed);
+                    found.lock().expect("found lock").get_or_insert((job, f));
+                }
+            }
         }
     };
-    let queue = Mutex::new(jobs);
-    let found = Mutex::new(Vec::new());
     if threads <= 1 {
-        work(&queue, &found);
+        work();
     } else {
         std::thread::scope(|s| {
             for _ in 0..threads {
-                s.spawn(|| work(&queue, &found));
+                s.spawn(work);
             }
         });
     }
-    let found = found.into_inner().expect("found lock");
-    found.into_iter().min_by_key(|(job, _)| job.index)
+    found.into_inner().expect("found lock")
 }
 
 #[cfg(test)]

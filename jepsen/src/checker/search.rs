@@ -18,18 +18,15 @@
 //! hash kept up to date on every set and clear, so memo look-ups are O(1).
 //!
 //! On failure it reports the longest linearised prefix met and the operation
-//! whose return stopped the search at that depth. A shared flag aborts the
-//! search when another partition has already been found illegal.
-
-use std::sync::atomic::{AtomicBool, Ordering};
+//! whose return stopped the search at that depth. A [`Search`] runs in slices
+//! of a given number of steps, so that the caller can interleave partitions and
+//! stop them all once one is illegal.
 
 use super::memo::Memo;
 use crate::hash::{fx, mix};
 use crate::model::Model;
 
 const NIL: u32 = u32::MAX;
-/// How many steps between looks at the abort flag.
-const POLL: u32 = 1 << 12;
 
 /// One operation of the partition, as the search sees it.
 pub struct Entry<Op> {
@@ -43,7 +40,6 @@ pub struct Entry<Op> {
 pub enum Outcome {
     Linearizable,
     Illegal(Failure),
-    Aborted,
 }
 
 /// The deepest point of a failed search (indices are into the entries).
@@ -56,82 +52,136 @@ pub struct Failure {
     pub state: String,
 }
 
-/// Searches for a linearization of `entries` under `model`.
-pub fn search<M: Model>(
-    model: &M,
-    ctx: &mut M::Ctx,
-    entries: &[Entry<M::Op>],
-    stop: &AtomicBool,
-) -> Outcome {
-    let n = entries.len();
-    let mut list = EventList::new(entries);
-    let words = n.div_ceil(64).max(1);
-    let zobrist: Vec<u64> = (0..n as u64)
-        .map(|i| mix(i.wrapping_add(0x9e37_79b9)))
-        .collect();
+/// A search over one partition that can run in slices, so that a scheduler can
+/// interleave many (a cheap illegal partition is then found early even when an
+/// expensive one sits before it).
+pub struct Search<'m, M: Model> {
+    model: &'m M,
+    ctx: M::Ctx,
+    entries: Vec<Entry<M::Op>>,
+    list: EventList,
+    zobrist: Vec<u64>,
+    /// The linearised operations, and its Zobrist hash.
+    set: Vec<u64>,
+    set_hash: u64,
+    memo: Memo<M::State>,
+    state: M::State,
+    /// Linearised operations in order, each with the state before it.
+    stack: Vec<(u32, M::State)>,
+    /// Operations with a return that are not linearised yet.
+    remaining: usize,
+    /// The deepest failure point: (prefix, blocked op, state after the prefix).
+    best: Option<(Vec<usize>, usize, M::State)>,
+    cur: u32,
+}
 
-    let mut set = vec![0u64; words];
-    let mut set_hash = 0u64;
-    let mut memo = Memo::new(words);
-    let mut state = model.init(ctx);
-    let mut stack: Vec<(u32, M::State)> = Vec::new();
-    let mut remaining = entries.iter().filter(|e| e.ret.is_some()).count();
-    let mut best: Option<Failure> = None;
-    let mut cur = list.first();
-    let mut polls = 0u32;
-
-    loop {
-        if remaining == 0 {
-            return Outcome::Linearizable;
+impl<'m, M: Model> Search<'m, M> {
+    /// A search for a linearization of `entries`, with the context `ctx` that
+    /// `model` compiled them in.
+    pub fn new(model: &'m M, ctx: M::Ctx, entries: Vec<Entry<M::Op>>) -> Self {
+        let n = entries.len();
+        let list = EventList::new(&entries);
+        let words = n.div_ceil(64).max(1);
+        Search {
+            zobrist: (0..n as u64)
+                .map(|i| mix(i.wrapping_add(0x9e37_79b9)))
+                .collect(),
+            set: vec![0u64; words],
+            set_hash: 0,
+            memo: Memo::new(words),
+            state: model.init(&ctx),
+            stack: Vec::new(),
+            remaining: entries.iter().filter(|e| e.ret.is_some()).count(),
+            best: None,
+            cur: list.first(),
+            list,
+            model,
+            ctx,
+            entries,
         }
-        polls += 1;
-        if polls == POLL {
-            polls = 0;
-            if stop.load(Ordering::Relaxed) {
-                return Outcome::Aborted;
+    }
+
+    /// Operations in the search.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there is nothing to search.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Runs for up to `budget` steps: the outcome, or `None` if not done yet.
+    pub fn run(&mut self, budget: u64) -> Option<Outcome> {
+        let Search {
+            model,
+            ctx,
+            entries,
+            list,
+            zobrist,
+            set,
+            memo,
+            stack,
+            best,
+            ..
+        } = self;
+        let mut cur = self.cur;
+        let mut set_hash = self.set_hash;
+        let mut remaining = self.remaining;
+        let state = &mut self.state;
+        for _ in 0..budget {
+            if remaining == 0 {
+                return Some(Outcome::Linearizable);
             }
-        }
-        let i = list.op(cur);
-        if cur != NIL && !list.is_return(cur) {
-            let op = i as usize;
-            if let Some(next) = model.step(ctx, &state, &entries[op].op) {
-                set[op / 64] ^= 1 << (op % 64);
-                set_hash ^= zobrist[op];
-                if memo.insert(&set, mix(set_hash ^ fx(&next)), &next) {
-                    stack.push((i, std::mem::replace(&mut state, next)));
-                    list.lift(i);
-                    if entries[op].ret.is_some() {
-                        remaining -= 1;
+            let i = list.op(cur);
+            if cur != NIL && !list.is_return(cur) {
+                let op = i as usize;
+                if let Some(next) = model.step(ctx, state, &entries[op].op) {
+                    set[op / 64] ^= 1 << (op % 64);
+                    set_hash ^= zobrist[op];
+                    if memo.insert(set, mix(set_hash ^ fx(&next)), &next) {
+                        stack.push((i, std::mem::replace(state, next)));
+                        list.lift(i);
+                        if list.ret[op] != NIL {
+                            remaining -= 1;
+                        }
+                        cur = list.first();
+                        continue;
                     }
-                    cur = list.first();
-                    continue;
+                    set[op / 64] ^= 1 << (op % 64);
+                    set_hash ^= zobrist[op];
                 }
+                cur = list.next(cur);
+            } else {
+                // The earliest pending return: that operation cannot come later.
+                if best.as_ref().is_none_or(|b| stack.len() > b.0.len()) {
+                    let prefix = stack.iter().map(|(j, _)| *j as usize).collect();
+                    let blocked = if cur == NIL { 0 } else { i as usize };
+                    *best = Some((prefix, blocked, state.clone()));
+                }
+                let Some((j, prev)) = stack.pop() else {
+                    let (prefix, blocked, state) = best.take().expect("recorded above");
+                    return Some(Outcome::Illegal(Failure {
+                        prefix,
+                        blocked,
+                        state: model.describe_state(ctx, &state),
+                    }));
+                };
+                let op = j as usize;
+                *state = prev;
                 set[op / 64] ^= 1 << (op % 64);
                 set_hash ^= zobrist[op];
+                list.unlift(j);
+                if list.ret[op] != NIL {
+                    remaining += 1;
+                }
+                cur = list.next(list.call[op]);
             }
-            cur = list.next(cur);
-        } else {
-            // The earliest pending return: that operation cannot come later.
-            if best.as_ref().is_none_or(|b| stack.len() > b.prefix.len()) {
-                best = Some(Failure {
-                    prefix: stack.iter().map(|(j, _)| *j as usize).collect(),
-                    blocked: if cur == NIL { 0 } else { i as usize },
-                    state: model.describe_state(ctx, &state),
-                });
-            }
-            let Some((j, prev)) = stack.pop() else {
-                return Outcome::Illegal(best.expect("recorded above"));
-            };
-            let op = j as usize;
-            state = prev;
-            set[op / 64] ^= 1 << (op % 64);
-            set_hash ^= zobrist[op];
-            list.unlift(j);
-            if entries[op].ret.is_some() {
-                remaining += 1;
-            }
-            cur = list.next(list.call[op]);
         }
+        self.cur = cur;
+        self.set_hash = set_hash;
+        self.remaining = remaining;
+        None
     }
 }
 

@@ -21,11 +21,11 @@ struct Step {
     stdin: Option<&'static str>,
 }
 
-fn step(args: &str) -> Step {
+fn step(args: &'static str) -> Step {
     Step { args: args.split_whitespace().collect(), stdin: None }
 }
 
-fn step_in(args: &str, stdin: &'static str) -> Step {
+fn step_in(args: &'static str, stdin: &'static str) -> Step {
     Step { args: args.split_whitespace().collect(), stdin: Some(stdin) }
 }
 
@@ -96,6 +96,10 @@ fn normalise(text: &str) -> String {
         for key in ["\"ClusterID\" : ", "\"MemberID\" : ", "\"RaftTerm\" : "] {
             l = replace_number_after(&l, key);
         }
+        // etcdctl's own client log lines carry a timestamp and a per-run target.
+        for key in ["\"ts\":\"", "\"target\":\""] {
+            l = replace_string_after(&l, key);
+        }
         out.push_str(&l);
         out.push('\n');
     }
@@ -114,6 +118,19 @@ fn replace_number_after(line: &str, marker: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+fn replace_string_after(line: &str, marker: &str) -> String {
+    match line.find(marker) {
+        Some(pos) => {
+            let (head, tail) = line.split_at(pos + marker.len());
+            match tail.find('"') {
+                Some(end) => format!("{head}S{}", &tail[end..]),
+                None => line.to_string(),
+            }
+        }
+        None => line.to_string(),
+    }
 }
 
 fn run_script(etcdctl: &std::path::Path, endpoint: &str) -> Vec<String> {

@@ -136,7 +136,14 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                 self.expire(now);
             }
             self.issue_reads();
-            self.on_ready()?;
+            // Advancing can make more ready (e.g. entries committed by the
+            // persist just done on a single member): handle it before sleeping.
+            for _ in 0..16 {
+                if !self.raw.has_ready() {
+                    break;
+                }
+                self.on_ready()?;
+            }
         }
         self.fail_all(Error::Stopped);
         Ok(())

@@ -18,9 +18,9 @@
 use std::sync::Arc;
 
 use keel_proto::etcdserverpb::{
-    compare, request_op, response_op, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp,
-    TxnRequest, TxnResponse,
+    compare, request_op, response_op, CompactionRequest, CompactionResponse, Compare,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use keel_proto::mvccpb;
 use keel_proto::peer::{internal_request, InternalRequest};
@@ -50,7 +50,11 @@ pub struct Applier {
 impl Applier {
     pub fn new(store: Arc<Store>, metrics: Arc<Metrics>) -> Applier {
         let applied = store.consistent_index();
-        Applier { store, metrics, applied }
+        Applier {
+            store,
+            metrics,
+            applied,
+        }
     }
 
     fn apply_request(&mut self, index: u64, req: internal_request::Request) -> Result<Response> {
@@ -386,7 +390,8 @@ fn apply_compare(view: &mut dyn KvRead, c: &Compare) -> Result<bool> {
         Ok(rr) => rr,
         Err(_) => return Ok(false),
     };
-    let target = compare::CompareTarget::try_from(c.target).unwrap_or(compare::CompareTarget::Version);
+    let target =
+        compare::CompareTarget::try_from(c.target).unwrap_or(compare::CompareTarget::Version);
     if rr.kvs.is_empty() {
         if target == compare::CompareTarget::Value {
             return Ok(false);
@@ -461,13 +466,22 @@ fn check_txn(view: &mut dyn KvRead, t: &TxnRequest, path: &[bool]) -> Result<usi
 
 /// Runs the ops of the chosen branches in order; returns how many nested txns
 /// of `path` it consumed.
-fn run_txn<V: TxnOps>(view: &mut V, t: &TxnRequest, path: &[bool], resp: &mut TxnResponse) -> Result<usize> {
+fn run_txn<V: TxnOps>(
+    view: &mut V,
+    t: &TxnRequest,
+    path: &[bool],
+    resp: &mut TxnResponse,
+) -> Result<usize> {
     let ops = if path[0] { &t.success } else { &t.failure };
     let mut used = 0;
     for op in ops {
         let r = match &op.request {
-            Some(request_op::Request::RequestRange(r)) => response_op::Response::ResponseRange(range(view, r)?),
-            Some(request_op::Request::RequestPut(p)) => response_op::Response::ResponsePut(view.put(p)?),
+            Some(request_op::Request::RequestRange(r)) => {
+                response_op::Response::ResponseRange(range(view, r)?)
+            }
+            Some(request_op::Request::RequestPut(p)) => {
+                response_op::Response::ResponsePut(view.put(p)?)
+            }
             Some(request_op::Request::RequestDeleteRange(d)) => {
                 response_op::Response::ResponseDeleteRange(view.delete_range(d)?)
             }
@@ -519,11 +533,14 @@ fn read_only_violation() -> Error {
 
 /// True when no branch of the txn (at any depth) writes.
 pub fn txn_is_read_only(t: &TxnRequest) -> bool {
-    t.success.iter().chain(t.failure.iter()).all(|op: &RequestOp| match &op.request {
-        Some(request_op::Request::RequestRange(_)) | None => true,
-        Some(request_op::Request::RequestTxn(inner)) => txn_is_read_only(inner),
-        _ => false,
-    })
+    t.success
+        .iter()
+        .chain(t.failure.iter())
+        .all(|op: &RequestOp| match &op.request {
+            Some(request_op::Request::RequestRange(_)) | None => true,
+            Some(request_op::Request::RequestTxn(inner)) => txn_is_read_only(inner),
+            _ => false,
+        })
 }
 
 /// Serves a read-only txn from local state at one revision.
@@ -542,4 +559,3 @@ pub fn read_only_txn(store: &Store, t: &TxnRequest) -> Result<TxnResponse> {
     run_txn(&mut view, t, &path, &mut resp)?;
     Ok(resp)
 }
-

@@ -35,13 +35,21 @@ pub struct StoreFlags {
     #[arg(long, env = "KEEL_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Comma-separated URLs to listen on for client traffic.
-    #[arg(long, env = "KEEL_LISTEN_CLIENT_URLS", default_value = "http://127.0.0.1:2379")]
+    #[arg(
+        long,
+        env = "KEEL_LISTEN_CLIENT_URLS",
+        default_value = "http://127.0.0.1:2379"
+    )]
     pub listen_client_urls: String,
     /// Comma-separated client URLs to advertise to the rest of the cluster [default: the listen URLs].
     #[arg(long, env = "KEEL_ADVERTISE_CLIENT_URLS")]
     pub advertise_client_urls: Option<String>,
     /// Comma-separated URLs to listen on for peer (Raft) traffic.
-    #[arg(long, env = "KEEL_LISTEN_PEER_URLS", default_value = "http://127.0.0.1:2380")]
+    #[arg(
+        long,
+        env = "KEEL_LISTEN_PEER_URLS",
+        default_value = "http://127.0.0.1:2380"
+    )]
     pub listen_peer_urls: String,
     /// This member's peer URLs to advertise to the rest of the cluster [default: the listen peer URLs].
     #[arg(long, env = "KEEL_INITIAL_ADVERTISE_PEER_URLS")]
@@ -53,7 +61,11 @@ pub struct StoreFlags {
     #[arg(long, env = "KEEL_INITIAL_CLUSTER_STATE", default_value = "new")]
     pub initial_cluster_state: String,
     /// Initial cluster token, so that clusters started from the same flags get different ids.
-    #[arg(long, env = "KEEL_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
+    #[arg(
+        long,
+        env = "KEEL_INITIAL_CLUSTER_TOKEN",
+        default_value = "etcd-cluster"
+    )]
     pub initial_cluster_token: String,
     /// Time (in milliseconds) of a heartbeat interval.
     #[arg(long, env = "KEEL_HEARTBEAT_INTERVAL", default_value_t = 100)]
@@ -77,7 +89,12 @@ pub struct StoreFlags {
     #[arg(long, env = "KEEL_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Test-only: serve /debug/fault endpoints that cut peer links. Never in production.
-    #[arg(long, env = "KEEL_UNSAFE_FAULT_HOOKS", default_value_t = false, hide = true)]
+    #[arg(
+        long,
+        env = "KEEL_UNSAFE_FAULT_HOOKS",
+        default_value_t = false,
+        hide = true
+    )]
     pub unsafe_fault_hooks: bool,
 }
 
@@ -170,13 +187,17 @@ impl StoreFlags {
             .initial_cluster
             .clone()
             .unwrap_or_else(|| format!("{}={}", self.name, advertise_peer_urls.join(",")));
-        let initial_cluster = parse_initial_cluster(&initial_cluster_text, &self.initial_cluster_token)?;
-        let me = initial_cluster.iter().find(|m| m.name == self.name).ok_or_else(|| {
-            bad(format!(
-                "couldn't find local name {:?} in the initial cluster configuration",
-                self.name
-            ))
-        })?;
+        let initial_cluster =
+            parse_initial_cluster(&initial_cluster_text, &self.initial_cluster_token)?;
+        let me = initial_cluster
+            .iter()
+            .find(|m| m.name == self.name)
+            .ok_or_else(|| {
+                bad(format!(
+                    "couldn't find local name {:?} in the initial cluster configuration",
+                    self.name
+                ))
+            })?;
         let mut mine = advertise_peer_urls.clone();
         mine.sort();
         if me.peer_urls != mine {
@@ -275,15 +296,22 @@ fn url_host_port(flag: &str, u: &str) -> Result<(String, u16)> {
     };
     let rest = rest.trim_end_matches('/');
     if rest.contains('/') {
-        return Err(Error::Config(format!("{flag}: URL must not have a path: {u}")));
+        return Err(Error::Config(format!(
+            "{flag}: URL must not have a path: {u}"
+        )));
     }
-    let (host, port) = rest
-        .rsplit_once(':')
-        .ok_or_else(|| Error::Config(format!("{flag}: URL address does not have the form \"host:port\": {u}")))?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| {
+        Error::Config(format!(
+            "{flag}: URL address does not have the form \"host:port\": {u}"
+        ))
+    })?;
     let port: u16 = port
         .parse()
         .map_err(|_| Error::Config(format!("{flag}: invalid port in URL: {u}")))?;
-    Ok((host.trim_matches(|c| c == '[' || c == ']').to_string(), port))
+    Ok((
+        host.trim_matches(|c| c == '[' || c == ']').to_string(),
+        port,
+    ))
 }
 
 fn parse_listen_urls(flag: &str, s: &str) -> Result<Vec<std::net::SocketAddr>> {
@@ -293,9 +321,7 @@ fn parse_listen_urls(flag: &str, s: &str) -> Result<Vec<std::net::SocketAddr>> {
         let ip: std::net::IpAddr = match host.as_str() {
             "localhost" => std::net::IpAddr::from([127, 0, 0, 1]),
             h => h.parse().map_err(|_| {
-                Error::Config(format!(
-                    "{flag}: expected IP in URL for binding ({u})"
-                ))
+                Error::Config(format!("{flag}: expected IP in URL for binding ({u})"))
             })?,
         };
         out.push(std::net::SocketAddr::new(ip, port));
@@ -309,10 +335,15 @@ pub fn parse_initial_cluster(s: &str, token: &str) -> Result<Vec<MemberConfig>> 
     let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, url) = part.split_once('=').ok_or_else(|| {
-            Error::Config(format!("--initial-cluster: {part:?} is not of the form name=url"))
+            Error::Config(format!(
+                "--initial-cluster: {part:?} is not of the form name=url"
+            ))
         })?;
         url_host_port("--initial-cluster", url)?;
-        by_name.entry(name.to_string()).or_default().push(url.to_string());
+        by_name
+            .entry(name.to_string())
+            .or_default()
+            .push(url.to_string());
     }
     if by_name.is_empty() {
         return Err(Error::Config("--initial-cluster is empty".into()));
@@ -329,7 +360,11 @@ pub fn parse_initial_cluster(s: &str, token: &str) -> Result<Vec<MemberConfig>> 
             }
         }
         let id = member_id_of(&urls, token);
-        members.push(MemberConfig { id, name, peer_urls: urls });
+        members.push(MemberConfig {
+            id,
+            name,
+            peer_urls: urls,
+        });
     }
     Ok(members)
 }
@@ -402,7 +437,10 @@ mod tests {
         let c = parse(&[]).unwrap();
         assert_eq!(c.name, "default");
         assert_eq!(c.initial_cluster.len(), 1);
-        assert_eq!(c.initial_cluster[0].peer_urls, vec!["http://127.0.0.1:2380"]);
+        assert_eq!(
+            c.initial_cluster[0].peer_urls,
+            vec!["http://127.0.0.1:2380"]
+        );
         assert_eq!(c.election_ticks, 10);
         assert_eq!(c.data_dir, PathBuf::from("default.keel"));
         assert_ne!(c.member_id, 0);
@@ -411,29 +449,83 @@ mod tests {
     #[test]
     fn ids_are_stable_and_depend_on_token() {
         let cluster = "a=http://127.0.0.1:1,b=http://127.0.0.1:2,c=http://127.0.0.1:3";
-        let a = parse(&["--name", "a", "--initial-advertise-peer-urls", "http://127.0.0.1:1", "--initial-cluster", cluster]).unwrap();
-        let b = parse(&["--name", "b", "--initial-advertise-peer-urls", "http://127.0.0.1:2", "--initial-cluster", cluster]).unwrap();
+        let a = parse(&[
+            "--name",
+            "a",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1",
+            "--initial-cluster",
+            cluster,
+        ])
+        .unwrap();
+        let b = parse(&[
+            "--name",
+            "b",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:2",
+            "--initial-cluster",
+            cluster,
+        ])
+        .unwrap();
         assert_eq!(a.cluster_id, b.cluster_id);
         assert_ne!(a.member_id, b.member_id);
-        let a2 = parse(&["--name", "a", "--initial-advertise-peer-urls", "http://127.0.0.1:1", "--initial-cluster", cluster, "--initial-cluster-token", "other"]).unwrap();
+        let a2 = parse(&[
+            "--name",
+            "a",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1",
+            "--initial-cluster",
+            cluster,
+            "--initial-cluster-token",
+            "other",
+        ])
+        .unwrap();
         assert_ne!(a.cluster_id, a2.cluster_id);
-        let again = parse(&["--name", "a", "--initial-advertise-peer-urls", "http://127.0.0.1:1", "--initial-cluster", cluster]).unwrap();
+        let again = parse(&[
+            "--name",
+            "a",
+            "--initial-advertise-peer-urls",
+            "http://127.0.0.1:1",
+            "--initial-cluster",
+            cluster,
+        ])
+        .unwrap();
         assert_eq!(a.member_id, again.member_id);
     }
 
     #[test]
     fn bad_flags_are_refused_with_a_clear_message() {
-        let e = parse(&["--initial-cluster-state", "old"]).unwrap_err().to_string();
+        let e = parse(&["--initial-cluster-state", "old"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid value \"old\""), "{e}");
-        let e = parse(&["--election-timeout", "200"]).unwrap_err().to_string();
+        let e = parse(&["--election-timeout", "200"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least 5 times"), "{e}");
-        let e = parse(&["--name", "x", "--initial-cluster", "y=http://127.0.0.1:2380"]).unwrap_err().to_string();
+        let e = parse(&[
+            "--name",
+            "x",
+            "--initial-cluster",
+            "y=http://127.0.0.1:2380",
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("couldn't find local name \"x\""), "{e}");
-        let e = parse(&["--listen-client-urls", "tcp://1.2.3.4:5"]).unwrap_err().to_string();
+        let e = parse(&["--listen-client-urls", "tcp://1.2.3.4:5"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("scheme"), "{e}");
-        let e = parse(&["--listen-client-urls", "http://example.com:5"]).unwrap_err().to_string();
+        let e = parse(&["--listen-client-urls", "http://example.com:5"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("expected IP"), "{e}");
-        let e = parse(&["--initial-cluster", "default=http://127.0.0.1:2380,b=http://127.0.0.1:2380"]).unwrap_err().to_string();
+        let e = parse(&[
+            "--initial-cluster",
+            "default=http://127.0.0.1:2380,b=http://127.0.0.1:2380",
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("given for both"), "{e}");
     }
 
@@ -447,7 +539,10 @@ mod tests {
             args,
             vec![
                 ("heartbeat-interval".to_string(), "50".to_string()),
-                ("initial-cluster".to_string(), "n1=http://127.0.0.1:1".to_string()),
+                (
+                    "initial-cluster".to_string(),
+                    "n1=http://127.0.0.1:1".to_string()
+                ),
                 ("name".to_string(), "n1".to_string()),
             ]
         );

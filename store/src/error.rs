@@ -69,7 +69,9 @@ impl Error {
             | Error::RequestTooLarge
             | Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::LeaseNotFound => Code::NotFound,
-            Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => Code::Unavailable,
+            Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => {
+                Code::Unavailable
+            }
             Error::Transport(_) => Code::Unavailable,
             _ => Code::Unknown,
         };

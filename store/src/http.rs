@@ -75,7 +75,10 @@ async fn health(State(s): State<HttpState>) -> axum::response::Response {
     if ok {
         json(StatusCode::OK, r#"{"health":"true"}"#.into())
     } else {
-        json(StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false"}"#.into())
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            r#"{"health":"false"}"#.into(),
+        )
     }
 }
 
@@ -100,9 +103,15 @@ async fn metrics_text(State(s): State<HttpState>) -> axum::response::Response {
 
 /// `POST /debug/fault/cut?peers=n2,n3` (names or hex ids; `all` for every peer)
 /// drops all traffic between this member and those peers, both directions.
-async fn cut(State(s): State<HttpState>, Query(q): Query<HashMap<String, String>>) -> axum::response::Response {
+async fn cut(
+    State(s): State<HttpState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> axum::response::Response {
     let Some(list) = q.get("peers") else {
-        return json(StatusCode::BAD_REQUEST, r#"{"error":"peers is required"}"#.into());
+        return json(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"peers is required"}"#.into(),
+        );
     };
     let mut ids = Vec::new();
     for p in list.split(',').filter(|p| !p.is_empty()) {
@@ -116,7 +125,12 @@ async fn cut(State(s): State<HttpState>, Query(q): Query<HashMap<String, String>
             .find(|m| m.name == p || format!("{:x}", m.id) == p)
         {
             Some(m) => ids.push(m.id),
-            None => return json(StatusCode::BAD_REQUEST, format!(r#"{{"error":"unknown peer {p:?}"}}"#)),
+            None => {
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    format!(r#"{{"error":"unknown peer {p:?}"}}"#),
+                )
+            }
         }
     }
     let me = s.kv.identity().member_id;
@@ -133,6 +147,14 @@ async fn heal(State(s): State<HttpState>) -> axum::response::Response {
 }
 
 async fn faults(State(s): State<HttpState>) -> axum::response::Response {
-    let blocked: Vec<String> = s.filter.blocked().iter().map(|id| format!("\"{id:x}\"")).collect();
-    json(StatusCode::OK, format!(r#"{{"blocked":[{}]}}"#, blocked.join(",")))
+    let blocked: Vec<String> = s
+        .filter
+        .blocked()
+        .iter()
+        .map(|id| format!("\"{id:x}\""))
+        .collect();
+    json(
+        StatusCode::OK,
+        format!(r#"{{"blocked":[{}]}}"#, blocked.join(",")),
+    )
 }

@@ -4,7 +4,9 @@
 //! One [`Metrics`] per member, owning its own registry (no process globals, so
 //! tests can run several members in one process).
 
-use prometheus::{Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Every metric a member exports.
 pub struct Metrics {
@@ -28,34 +30,85 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         fn reg<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
-            r.register(Box::new(c.clone())).expect("metric names are unique");
+            r.register(Box::new(c.clone()))
+                .expect("metric names are unique");
             c
         }
-        let g = |name: &str, help: &str| reg(&registry, IntGauge::with_opts(Opts::new(name, help)).expect("valid"));
-        let c = |name: &str, help: &str| reg(&registry, IntCounter::with_opts(Opts::new(name, help)).expect("valid"));
-        let has_leader = g("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.");
-        let is_leader = g("etcd_server_is_leader", "Whether or not this member is a leader. 1 if is, 0 otherwise.");
-        let leader_changes = c("etcd_server_leader_changes_seen_total", "The number of leader changes seen.");
+        let g = |name: &str, help: &str| {
+            reg(
+                &registry,
+                IntGauge::with_opts(Opts::new(name, help)).expect("valid"),
+            )
+        };
+        let c = |name: &str, help: &str| {
+            reg(
+                &registry,
+                IntCounter::with_opts(Opts::new(name, help)).expect("valid"),
+            )
+        };
+        let has_leader = g(
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+        );
+        let is_leader = g(
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+        );
+        let leader_changes = c(
+            "etcd_server_leader_changes_seen_total",
+            "The number of leader changes seen.",
+        );
         let proposals_committed = reg(
             &registry,
-            Gauge::with_opts(Opts::new("etcd_server_proposals_committed_total", "The total number of consensus proposals committed.")).expect("valid"),
+            Gauge::with_opts(Opts::new(
+                "etcd_server_proposals_committed_total",
+                "The total number of consensus proposals committed.",
+            ))
+            .expect("valid"),
         );
-        let proposals_applied = c("etcd_server_proposals_applied_total", "The total number of consensus proposals applied.");
-        let proposals_pending = g("etcd_server_proposals_pending", "The current number of pending proposals to commit.");
-        let proposals_failed = c("etcd_server_proposals_failed_total", "The total number of failed proposals seen.");
+        let proposals_applied = c(
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied.",
+        );
+        let proposals_pending = g(
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit.",
+        );
+        let proposals_failed = c(
+            "etcd_server_proposals_failed_total",
+            "The total number of failed proposals seen.",
+        );
         let wal_fsync_seconds = reg(
             &registry,
             Histogram::with_opts(
-                HistogramOpts::new("etcd_disk_wal_fsync_duration_seconds", "The latency distributions of fsync called by WAL.")
-                    .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid")),
+                HistogramOpts::new(
+                    "etcd_disk_wal_fsync_duration_seconds",
+                    "The latency distributions of fsync called by WAL.",
+                )
+                .buckets(prometheus::exponential_buckets(0.001, 2.0, 14).expect("valid")),
             )
             .expect("valid"),
         );
-        let db_total_size_bytes = g("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database physically allocated in bytes.");
-        let mvcc_put_total = c("etcd_mvcc_put_total", "Total number of puts seen by this member.");
-        let mvcc_delete_total = c("etcd_mvcc_delete_total", "Total number of deletes seen by this member.");
-        let mvcc_range_total = c("etcd_mvcc_range_total", "Total number of ranges seen by this member.");
-        let mvcc_txn_total = c("etcd_mvcc_txn_total", "Total number of txns seen by this member.");
+        let db_total_size_bytes = g(
+            "etcd_mvcc_db_total_size_in_bytes",
+            "Total size of the underlying database physically allocated in bytes.",
+        );
+        let mvcc_put_total = c(
+            "etcd_mvcc_put_total",
+            "Total number of puts seen by this member.",
+        );
+        let mvcc_delete_total = c(
+            "etcd_mvcc_delete_total",
+            "Total number of deletes seen by this member.",
+        );
+        let mvcc_range_total = c(
+            "etcd_mvcc_range_total",
+            "Total number of ranges seen by this member.",
+        );
+        let mvcc_txn_total = c(
+            "etcd_mvcc_txn_total",
+            "Total number of txns seen by this member.",
+        );
         Metrics {
             registry,
             has_leader,
@@ -99,7 +152,13 @@ mod tests {
         m.wal_fsync_seconds.observe(0.002);
         let text = m.render();
         assert!(text.contains("etcd_server_has_leader 1"), "{text}");
-        assert!(text.contains("etcd_disk_wal_fsync_duration_seconds_count 1"), "{text}");
-        assert!(text.contains("etcd_server_proposals_failed_total 0"), "{text}");
+        assert!(
+            text.contains("etcd_disk_wal_fsync_duration_seconds_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("etcd_server_proposals_failed_total 0"),
+            "{text}"
+        );
     }
 }

@@ -50,7 +50,10 @@ impl Server {
     pub fn new(cfg: Config) -> Result<Server> {
         let dir = cfg.data_dir.join("member");
         std::fs::create_dir_all(&dir).map_err(|e| {
-            Error::Config(format!("cannot create data dir {}: {e}", cfg.data_dir.display()))
+            Error::Config(format!(
+                "cannot create data dir {}: {e}",
+                cfg.data_dir.display()
+            ))
         })?;
         let db = sled::Config::new()
             .path(dir.join("db"))
@@ -59,16 +62,21 @@ impl Server {
             .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => Error::Config(format!(
-                    "data dir {} is in use by another process",
-                    cfg.data_dir.display()
-                )),
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    Error::Config(format!(
+                        "data dir {} is in use by another process",
+                        cfg.data_dir.display()
+                    ))
+                }
                 other => Error::Sled(other),
             })?;
         let storage = SledStorage::open(&db)?;
         let meta = db.open_tree("meta")?;
         check_identity(&cfg, &meta, &storage)?;
-        let store = Arc::new(Store::open(Arc::new(SledBackend::with_db(db.clone(), db.open_tree("mvcc")?)))?);
+        let store = Arc::new(Store::open(Arc::new(SledBackend::with_db(
+            db.clone(),
+            db.open_tree("mvcc")?,
+        )))?);
         tracing::info!(
             name = %cfg.name,
             member = format!("{:x}", cfg.member_id),
@@ -96,8 +104,11 @@ impl Server {
         } = self;
         let metrics = Arc::new(Metrics::new());
         let filter = Arc::new(LinkFilter::default());
-        let (node, rx): (StoreNode, _) =
-            consensus::channel(cfg.member_id, cfg.request_timeout(), cfg.heartbeat.min(Duration::from_millis(50)));
+        let (node, rx): (StoreNode, _) = consensus::channel(
+            cfg.member_id,
+            cfg.request_timeout(),
+            cfg.heartbeat.min(Duration::from_millis(50)),
+        );
 
         // Bind every listener first, so a port in use fails start-up cleanly.
         let mut client_listeners = Vec::new();
@@ -115,7 +126,13 @@ impl Server {
             .filter(|m| m.id != cfg.member_id)
             .map(|m| (m.id, m.peer_urls.clone()))
             .collect();
-        let transport = PeerTransport::start(cfg.cluster_id, cfg.member_id, peers, node.clone(), filter.clone());
+        let transport = PeerTransport::start(
+            cfg.cluster_id,
+            cfg.member_id,
+            peers,
+            node.clone(),
+            filter.clone(),
+        );
 
         // raft-rs requires applied <= commit; the MVCC consistent index may be
         // durable a little ahead of the commit index in the hard state.
@@ -138,10 +155,22 @@ impl Server {
             ..Default::default()
         };
         raft_cfg.validate()?;
-        let raw = RawNode::new(&raft_cfg, storage.clone(), &logger::raft_logger(cfg.member_id))?;
+        let raw = RawNode::new(
+            &raft_cfg,
+            storage.clone(),
+            &logger::raft_logger(cfg.member_id),
+        )?;
         let single_voter = storage.conf_state().voters.len() == 1;
         let applier = Applier::new(store.clone(), metrics.clone());
-        let driver = Driver::new(raw, applier, transport, rx, node.status().clone(), metrics.clone(), cfg.heartbeat);
+        let driver = Driver::new(
+            raw,
+            applier,
+            transport,
+            rx,
+            node.status().clone(),
+            metrics.clone(),
+            cfg.heartbeat,
+        );
         let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel();
         let driver_thread = std::thread::Builder::new()
             .name("raft".into())
@@ -207,8 +236,13 @@ impl Server {
             });
         }
         for listener in peer_listeners {
-            let svc = PeerServer::new(PeerService::new(cfg.cluster_id, cfg.member_id, node.clone(), filter.clone()))
-                .max_decoding_message_size(usize::MAX);
+            let svc = PeerServer::new(PeerService::new(
+                cfg.cluster_id,
+                cfg.member_id,
+                node.clone(),
+                filter.clone(),
+            ))
+            .max_decoding_message_size(usize::MAX);
             let mut stop = stop_rx.clone();
             tasks.spawn(async move {
                 tonic::transport::Server::builder()
@@ -275,7 +309,10 @@ impl Server {
         }
         let _ = stop_tx.send(true);
         node.stop();
-        let _ = tokio::time::timeout(Duration::from_secs(2), async { while tasks.join_next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
         let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
         db.flush()?;
         result
@@ -317,15 +354,22 @@ fn check_identity(cfg: &Config, meta: &sled::Tree, storage: &SledStorage) -> Res
             meta.insert(META_CLUSTER_ID, &cfg.cluster_id.to_be_bytes())?;
             meta.insert(META_MEMBER_ID, &cfg.member_id.to_be_bytes())?;
             meta.insert(META_NAME, cfg.name.as_bytes())?;
-            meta.insert(META_MEMBERS, encode_members(&cfg.initial_cluster).as_bytes())?;
+            meta.insert(
+                META_MEMBERS,
+                encode_members(&cfg.initial_cluster).as_bytes(),
+            )?;
             storage.flush()?;
-            tracing::info!(members = cfg.initial_cluster.len(), "bootstrapped a new cluster member");
+            tracing::info!(
+                members = cfg.initial_cluster.len(),
+                "bootstrapped a new cluster member"
+            );
             Ok(())
         }
         Some(cluster) => {
             let cluster = read_u64(&cluster)?;
             let member = read_u64(&meta.get(META_MEMBER_ID)?.unwrap_or_default())?;
-            let name = String::from_utf8_lossy(&meta.get(META_NAME)?.unwrap_or_default()).into_owned();
+            let name =
+                String::from_utf8_lossy(&meta.get(META_NAME)?.unwrap_or_default()).into_owned();
             if cluster != cfg.cluster_id || member != cfg.member_id {
                 return Err(Error::Config(format!(
                     "data dir {} belongs to member {name:?} ({member:x}) of cluster {cluster:x}, but the flags describe member {:?} ({:x}) of cluster {:x}: start with the flags it was created with, or use an empty --data-dir",

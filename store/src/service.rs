@@ -3,8 +3,8 @@
 
 use keel_proto::etcdserverpb::kv_server::Kv as KvApi;
 use keel_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -15,7 +15,10 @@ pub struct KvService(pub Kv);
 
 #[tonic::async_trait]
 impl KvApi for KvService {
-    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+    async fn range(
+        &self,
+        request: Request<RangeRequest>,
+    ) -> Result<Response<RangeResponse>, Status> {
         Ok(Response::new(self.0.range(request.into_inner()).await?))
     }
 
@@ -27,14 +30,19 @@ impl KvApi for KvService {
         &self,
         request: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        Ok(Response::new(self.0.delete_range(request.into_inner()).await?))
+        Ok(Response::new(
+            self.0.delete_range(request.into_inner()).await?,
+        ))
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         Ok(Response::new(self.0.txn(request.into_inner()).await?))
     }
 
-    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+    async fn compact(
+        &self,
+        request: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
         Ok(Response::new(self.0.compact(request.into_inner()).await?))
     }
 }

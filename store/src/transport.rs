@@ -50,7 +50,10 @@ impl LinkFilter {
             .extend(peers);
     }
     pub fn heal(&self) {
-        self.blocked.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.blocked
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
     pub fn blocked(&self) -> Vec<u64> {
         let mut v: Vec<u64> = self
@@ -112,7 +115,9 @@ impl Outbox for PeerTransport {
                         (self.unreachable)(to);
                     }
                 }
-                None => tracing::debug!(to = format!("{to:x}"), "message to an unknown peer dropped"),
+                None => {
+                    tracing::debug!(to = format!("{to:x}"), "message to an unknown peer dropped")
+                }
             }
         }
     }
@@ -237,7 +242,10 @@ impl<O> PeerService<O> {
 
 #[tonic::async_trait]
 impl<O: Send + 'static> Peer for PeerService<O> {
-    async fn raft(&self, request: Request<Streaming<RaftBatch>>) -> Result<Response<SendResponse>, Status> {
+    async fn raft(
+        &self,
+        request: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<SendResponse>, Status> {
         let mut stream = request.into_inner();
         while let Some(batch) = stream.message().await? {
             if batch.cluster_id != self.cluster_id {
@@ -259,7 +267,10 @@ impl<O: Send + 'static> Peer for PeerService<O> {
                 let msg = Message::parse_from_bytes(&m.data)
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
                 if msg.to != self.me {
-                    tracing::warn!(to = format!("{:x}", msg.to), "message for another member dropped");
+                    tracing::warn!(
+                        to = format!("{:x}", msg.to),
+                        "message for another member dropped"
+                    );
                     continue;
                 }
                 if self.node.step(msg).is_err() {
@@ -270,7 +281,12 @@ impl<O: Send + 'static> Peer for PeerService<O> {
         Ok(Response::new(SendResponse {}))
     }
 
-    async fn snapshot(&self, _request: Request<Streaming<SnapshotChunk>>) -> Result<Response<SnapshotResponse>, Status> {
-        Err(Status::unimplemented("snapshot transfer comes with log compaction"))
+    async fn snapshot(
+        &self,
+        _request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<SnapshotResponse>, Status> {
+        Err(Status::unimplemented(
+            "snapshot transfer comes with log compaction",
+        ))
     }
 }

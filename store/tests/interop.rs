@@ -22,15 +22,22 @@ struct Step {
 }
 
 fn step(args: &'static str) -> Step {
-    Step { args: args.split_whitespace().collect(), stdin: None }
+    Step {
+        args: args.split_whitespace().collect(),
+        stdin: None,
+    }
 }
 
 fn step_in(args: &'static str, stdin: &'static str) -> Step {
-    Step { args: args.split_whitespace().collect(), stdin: Some(stdin) }
+    Step {
+        args: args.split_whitespace().collect(),
+        stdin: Some(stdin),
+    }
 }
 
 const TXN: &str = "value(\"foo\") = \"bar2\"\n\nput txnkey ok\nget foo\n\nput txnkey fail\n\n";
-const TXN_FAIL: &str = "mod(\"foo\") > \"1000\"\nversion(\"/p/b\") = \"1\"\n\nput never x\n\nget foo\ndel /q\n\n";
+const TXN_FAIL: &str =
+    "mod(\"foo\") > \"1000\"\nversion(\"/p/b\") = \"1\"\n\nput never x\n\nget foo\ndel /q\n\n";
 
 fn script() -> Vec<Step> {
     vec![
@@ -137,7 +144,17 @@ fn run_script(etcdctl: &std::path::Path, endpoint: &str) -> Vec<String> {
     let mut transcript = Vec::new();
     for s in script() {
         // etcdctl's own argument parsing: pass '' as an empty argument.
-        let args: Vec<String> = s.args.iter().map(|a| if *a == "''" { String::new() } else { a.to_string() }).collect();
+        let args: Vec<String> = s
+            .args
+            .iter()
+            .map(|a| {
+                if *a == "''" {
+                    String::new()
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
         let mut cmd = Command::new(etcdctl);
         cmd.env("ETCDCTL_API", "3")
             .arg("--endpoints")
@@ -148,7 +165,12 @@ fn run_script(etcdctl: &std::path::Path, endpoint: &str) -> Vec<String> {
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run etcdctl");
         if let Some(input) = s.stdin {
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         drop(child.stdin.take());
         let out = child.wait_with_output().unwrap();
@@ -165,8 +187,12 @@ fn run_script(etcdctl: &std::path::Path, endpoint: &str) -> Vec<String> {
 
 #[test]
 fn etcdctl_output_matches_etcd() {
-    let Some(etcdctl) = require_tool("etcdctl", "etcd-client") else { return };
-    let Some(etcd_bin) = require_tool("etcd", "etcd-server") else { return };
+    let Some(etcdctl) = require_tool("etcdctl", "etcd-client") else {
+        return;
+    };
+    let Some(etcd_bin) = require_tool("etcd", "etcd-server") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start(&etcd_bin, dir.path());
     let expected = run_script(&etcdctl, &etcd.endpoint());
@@ -186,58 +212,127 @@ fn etcdctl_output_matches_etcd() {
         expected.len(),
         mismatches.join("\n")
     );
-    println!("{} etcdctl steps print the same on keel as on etcd 3.4", expected.len());
+    println!(
+        "{} etcdctl steps print the same on keel as on etcd 3.4",
+        expected.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_client_crate_works() {
-    use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn, TxnOp};
+    use etcd_client::{
+        Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, SortOrder, SortTarget, Txn,
+        TxnOp,
+    };
     let keel = Cluster::start(1);
-    let mut c = etcd_client::Client::connect([keel.members[0].url()], None).await.unwrap();
+    let mut c = etcd_client::Client::connect([keel.members[0].url()], None)
+        .await
+        .unwrap();
     let r = c.put("a", "1", None).await.unwrap();
     assert_eq!(r.header().unwrap().revision(), 2);
-    let r = c.put("a", "2", Some(PutOptions::new().with_prev_key())).await.unwrap();
+    let r = c
+        .put("a", "2", Some(PutOptions::new().with_prev_key()))
+        .await
+        .unwrap();
     assert_eq!(r.prev_key().unwrap().value(), b"1");
     for k in ["p/1", "p/2", "p/3"] {
         c.put(k, k, None).await.unwrap();
     }
-    let r = c.get("p/", Some(GetOptions::new().with_prefix())).await.unwrap();
-    assert_eq!(r.kvs().len(), 3);
     let r = c
-        .get("p/", Some(GetOptions::new().with_prefix().with_sort(SortTarget::Key, SortOrder::Descend).with_limit(1)))
+        .get("p/", Some(GetOptions::new().with_prefix()))
         .await
         .unwrap();
-    assert_eq!((r.kvs()[0].key(), r.more(), r.count()), (&b"p/3"[..], true, 3));
-    let r = c.get("p/", Some(GetOptions::new().with_from_key().with_keys_only())).await.unwrap();
+    assert_eq!(r.kvs().len(), 3);
+    let r = c
+        .get(
+            "p/",
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_sort(SortTarget::Key, SortOrder::Descend)
+                    .with_limit(1),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.kvs()[0].key(), r.more(), r.count()),
+        (&b"p/3"[..], true, 3)
+    );
+    let r = c
+        .get(
+            "p/",
+            Some(GetOptions::new().with_from_key().with_keys_only()),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.kvs().len(), 3);
     assert!(r.kvs()[0].value().is_empty());
-    let r = c.get("a", Some(GetOptions::new().with_revision(2))).await.unwrap();
+    let r = c
+        .get("a", Some(GetOptions::new().with_revision(2)))
+        .await
+        .unwrap();
     assert_eq!(r.kvs()[0].value(), b"1");
-    let r = c.get("p/", Some(GetOptions::new().with_prefix().with_count_only())).await.unwrap();
+    let r = c
+        .get(
+            "p/",
+            Some(GetOptions::new().with_prefix().with_count_only()),
+        )
+        .await
+        .unwrap();
     assert_eq!((r.count(), r.kvs().len()), (3, 0));
-    let r = c.get("a", Some(GetOptions::new().with_serializable())).await.unwrap();
+    let r = c
+        .get("a", Some(GetOptions::new().with_serializable()))
+        .await
+        .unwrap();
     assert_eq!(r.kvs()[0].value(), b"2");
 
     let txn = Txn::new()
-        .when([Compare::value("a", CompareOp::Equal, "2"), Compare::version("a", CompareOp::Greater, 1)])
+        .when([
+            Compare::value("a", CompareOp::Equal, "2"),
+            Compare::version("a", CompareOp::Greater, 1),
+        ])
         .and_then([TxnOp::put("t", "yes", None), TxnOp::get("a", None)])
         .or_else([TxnOp::put("t", "no", None)]);
     let r = c.txn(txn).await.unwrap();
     assert!(r.succeeded());
     assert_eq!(c.get("t", None).await.unwrap().kvs()[0].value(), b"yes");
     let nested = Txn::new().and_then([TxnOp::txn(
-        Txn::new().when([Compare::create_revision("zz", CompareOp::Equal, 0)]).and_then([TxnOp::put("zz", "new", None)]),
+        Txn::new()
+            .when([Compare::create_revision("zz", CompareOp::Equal, 0)])
+            .and_then([TxnOp::put("zz", "new", None)]),
     )]);
     assert!(c.txn(nested).await.unwrap().succeeded());
     assert_eq!(c.get("zz", None).await.unwrap().kvs()[0].version(), 1);
 
-    let r = c.delete("p/", Some(DeleteOptions::new().with_prefix().with_prev_key())).await.unwrap();
+    let r = c
+        .delete(
+            "p/",
+            Some(DeleteOptions::new().with_prefix().with_prev_key()),
+        )
+        .await
+        .unwrap();
     assert_eq!((r.deleted(), r.prev_kvs().len()), (3, 3));
 
     let rev = c.get("a", None).await.unwrap().header().unwrap().revision();
-    c.compact(rev, Some(etcd_client::CompactionOptions::new().with_physical())).await.unwrap();
-    let e = c.get("a", Some(GetOptions::new().with_revision(2))).await.unwrap_err();
-    assert!(e.to_string().contains("required revision has been compacted"), "{e}");
+    c.compact(
+        rev,
+        Some(etcd_client::CompactionOptions::new().with_physical()),
+    )
+    .await
+    .unwrap();
+    let e = c
+        .get("a", Some(GetOptions::new().with_revision(2)))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("required revision has been compacted"),
+        "{e}"
+    );
     let e = c.put("", "v", None).await.unwrap_err();
-    assert!(e.to_string().contains("etcdserver: key is not provided"), "{e}");
+    assert!(
+        e.to_string().contains("etcdserver: key is not provided"),
+        "{e}"
+    );
 }

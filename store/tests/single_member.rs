@@ -6,7 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::{http_get, Cluster};
-use keel_client::{compare, request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use keel_client::{
+    compare, request_op, Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
+    TxnRequest,
+};
 use tonic::Code;
 
 fn put_op(k: &str, v: &str) -> RequestOp {
@@ -30,7 +33,13 @@ async fn kv_semantics_errors_and_restart() {
     let cl = c.client();
 
     // A fresh store is at revision 1; the first write makes revision 2.
-    let r = cl.range(RangeRequest { key: b"a".to_vec(), ..Default::default() }).await.unwrap();
+    let r = cl
+        .range(RangeRequest {
+            key: b"a".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(r.header.as_ref().unwrap().revision, 1);
     assert_ne!(r.header.as_ref().unwrap().cluster_id, 0);
     assert_ne!(r.header.as_ref().unwrap().member_id, 0);
@@ -39,19 +48,43 @@ async fn kv_semantics_errors_and_restart() {
     let p = cl.put("a", "1").await.unwrap();
     assert_eq!(p.header.unwrap().revision, 2);
     let p = cl
-        .put_request(PutRequest { key: b"a".to_vec(), value: b"2".to_vec(), prev_kv: true, ..Default::default() })
+        .put_request(PutRequest {
+            key: b"a".to_vec(),
+            value: b"2".to_vec(),
+            prev_kv: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(p.header.unwrap().revision, 3);
     let prev = p.prev_kv.unwrap();
-    assert_eq!((prev.value.as_slice(), prev.version, prev.create_revision, prev.mod_revision), (&b"1"[..], 1, 2, 2));
+    assert_eq!(
+        (
+            prev.value.as_slice(),
+            prev.version,
+            prev.create_revision,
+            prev.mod_revision
+        ),
+        (&b"1"[..], 1, 2, 2)
+    );
     let kv = cl.get("a").await.unwrap().unwrap();
     assert_eq!((kv.version, kv.create_revision, kv.mod_revision), (2, 2, 3));
 
     // History reads.
-    let old = cl.range(RangeRequest { key: b"a".to_vec(), revision: 2, ..Default::default() }).await.unwrap();
+    let old = cl
+        .range(RangeRequest {
+            key: b"a".to_vec(),
+            revision: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(old.kvs[0].value, b"1");
-    assert_eq!(old.header.unwrap().revision, 3, "header carries the current revision");
+    assert_eq!(
+        old.header.unwrap().revision,
+        3,
+        "header carries the current revision"
+    );
 
     // Prefix, from-key, limit, count, sort.
     for k in ["p/1", "p/2", "p/3", "q"] {
@@ -60,7 +93,12 @@ async fn kv_semantics_errors_and_restart() {
     let r = cl.get_prefix("p/").await.unwrap();
     assert_eq!(r.kvs.len(), 3);
     let r = cl
-        .range(RangeRequest { key: b"p/".to_vec(), range_end: vec![0], limit: 2, ..Default::default() })
+        .range(RangeRequest {
+            key: b"p/".to_vec(),
+            range_end: vec![0],
+            limit: 2,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!((r.kvs.len(), r.more, r.count), (2, true, 4));
@@ -95,57 +133,166 @@ async fn kv_semantics_errors_and_restart() {
     let rev = t.header.unwrap().revision;
     let t1 = cl.get("t1").await.unwrap().unwrap();
     let t2 = cl.get("t2").await.unwrap().unwrap();
-    assert_eq!((t1.mod_revision, t2.mod_revision), (rev, rev), "one txn, one revision");
+    assert_eq!(
+        (t1.mod_revision, t2.mod_revision),
+        (rev, rev),
+        "one txn, one revision"
+    );
 
     // Errors, with etcd's codes and messages.
     let e = cl.put("", "v").await.unwrap_err();
-    assert_eq!(code_and_msg(e), (Code::InvalidArgument, "etcdserver: key is not provided".into()));
-    let many: Vec<RequestOp> = (0..129).map(|i| put_op(&format!("m{i}"), "v")).collect();
-    let e = cl.txn(TxnRequest { success: many, ..Default::default() }).await.unwrap_err();
-    assert_eq!(code_and_msg(e), (Code::InvalidArgument, "etcdserver: too many operations in txn request".into()));
-    let e = cl
-        .txn(TxnRequest { success: vec![put_op("d", "1"), put_op("d", "2")], ..Default::default() })
-        .await
-        .unwrap_err();
-    assert_eq!(code_and_msg(e), (Code::InvalidArgument, "etcdserver: duplicate key given in txn request".into()));
-    let e = cl
-        .put_request(PutRequest { key: b"l".to_vec(), value: b"v".to_vec(), lease: 42, ..Default::default() })
-        .await
-        .unwrap_err();
-    assert_eq!(code_and_msg(e), (Code::NotFound, "etcdserver: requested lease not found".into()));
-    let e = cl.put("big", vec![b'x'; 1_600_000]).await.unwrap_err();
-    assert_eq!(code_and_msg(e), (Code::InvalidArgument, "etcdserver: request is too large".into()));
-    let e = cl.range(RangeRequest { key: b"a".to_vec(), revision: 1000, ..Default::default() }).await.unwrap_err();
     assert_eq!(
         code_and_msg(e),
-        (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision".into())
+        (
+            Code::InvalidArgument,
+            "etcdserver: key is not provided".into()
+        )
+    );
+    let many: Vec<RequestOp> = (0..129).map(|i| put_op(&format!("m{i}"), "v")).collect();
+    let e = cl
+        .txn(TxnRequest {
+            success: many,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_msg(e),
+        (
+            Code::InvalidArgument,
+            "etcdserver: too many operations in txn request".into()
+        )
+    );
+    let e = cl
+        .txn(TxnRequest {
+            success: vec![put_op("d", "1"), put_op("d", "2")],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_msg(e),
+        (
+            Code::InvalidArgument,
+            "etcdserver: duplicate key given in txn request".into()
+        )
+    );
+    let e = cl
+        .put_request(PutRequest {
+            key: b"l".to_vec(),
+            value: b"v".to_vec(),
+            lease: 42,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_msg(e),
+        (
+            Code::NotFound,
+            "etcdserver: requested lease not found".into()
+        )
+    );
+    let e = cl.put("big", vec![b'x'; 1_600_000]).await.unwrap_err();
+    assert_eq!(
+        code_and_msg(e),
+        (
+            Code::InvalidArgument,
+            "etcdserver: request is too large".into()
+        )
+    );
+    let e = cl
+        .range(RangeRequest {
+            key: b"a".to_vec(),
+            revision: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_msg(e),
+        (
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision is a future revision".into()
+        )
     );
 
     // Compaction.
     let cur = cl.get("a").await.unwrap().unwrap().mod_revision;
     cl.compact(cur, true).await.unwrap();
-    let e = cl.range(RangeRequest { key: b"a".to_vec(), revision: 2, ..Default::default() }).await.unwrap_err();
-    assert_eq!(code_and_msg(e), (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted".into()));
+    let e = cl
+        .range(RangeRequest {
+            key: b"a".to_vec(),
+            revision: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_msg(e),
+        (
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision has been compacted".into()
+        )
+    );
     let e = cl.compact(cur, false).await.unwrap_err();
-    assert_eq!(code_and_msg(e), (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted".into()));
+    assert_eq!(
+        code_and_msg(e),
+        (
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision has been compacted".into()
+        )
+    );
 
     // Delete with prev_kv.
     let d = cl
-        .delete(DeleteRangeRequest { key: b"p/".to_vec(), range_end: b"p0".to_vec(), prev_kv: true })
+        .delete(DeleteRangeRequest {
+            key: b"p/".to_vec(),
+            range_end: b"p0".to_vec(),
+            prev_kv: true,
+        })
         .await
         .unwrap();
     assert_eq!((d.deleted, d.prev_kvs.len()), (3, 3));
-    let before = cl.range(RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }).await.unwrap();
+    let before = cl
+        .range(RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
 
     // kill -9, restart: everything acknowledged is still there.
     c.kill(0);
     c.restart(0);
     let cl = c.client();
-    let after = cl.range(RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }).await.unwrap();
+    let after = cl
+        .range(RangeRequest {
+            key: vec![0],
+            range_end: vec![0],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(before.kvs, after.kvs);
-    assert_eq!(before.header.unwrap().revision, after.header.unwrap().revision);
-    let e = cl.range(RangeRequest { key: b"a".to_vec(), revision: 2, ..Default::default() }).await.unwrap_err();
-    assert_eq!(code_and_msg(e).0, Code::OutOfRange, "the compaction point survives a restart");
+    assert_eq!(
+        before.header.unwrap().revision,
+        after.header.unwrap().revision
+    );
+    let e = cl
+        .range(RangeRequest {
+            key: b"a".to_vec(),
+            revision: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code_and_msg(e).0,
+        Code::OutOfRange,
+        "the compaction point survives a restart"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,7 +302,10 @@ async fn http_endpoints_and_grpc_health() {
     let (code, body) = http_get(port, "/health").unwrap();
     assert_eq!((code, body.as_str()), (200, r#"{"health":"true"}"#));
     let (code, body) = http_get(port, "/version").unwrap();
-    assert_eq!((code, body.as_str()), (200, r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#));
+    assert_eq!(
+        (code, body.as_str()),
+        (200, r#"{"etcdserver":"3.4.23","etcdcluster":"3.4.0"}"#)
+    );
     c.client().put("m", "1").await.unwrap();
     let (code, body) = http_get(port, "/metrics").unwrap();
     assert_eq!(code, 200);
@@ -170,12 +320,18 @@ async fn http_endpoints_and_grpc_health() {
         assert!(body.contains(name), "/metrics lacks {name}:\n{body}");
     }
 
-    let channel = tonic::transport::Endpoint::from_shared(c.members[0].url()).unwrap().connect().await.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(c.members[0].url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let mut status = 0;
     for _ in 0..50 {
         let r = health
-            .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -185,7 +341,10 @@ async fn http_endpoints_and_grpc_health() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }
 
 #[test]
@@ -196,7 +355,10 @@ fn bad_flags_and_foreign_data_dirs_are_refused() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--initial-cluster-state: invalid value \"bogus\""), "{err}");
+    assert!(
+        err.contains("--initial-cluster-state: invalid value \"bogus\""),
+        "{err}"
+    );
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
         .args(["store", "--no-such-flag"])
@@ -210,12 +372,21 @@ fn bad_flags_and_foreign_data_dirs_are_refused() {
     c.stop(0);
     let data_dir = c.members[0].data_dir.display().to_string();
     let mut args = c.args(0);
-    let pos = args.iter().position(|a| a == "--initial-cluster-token").unwrap();
+    let pos = args
+        .iter()
+        .position(|a| a == "--initial-cluster-token")
+        .unwrap();
     args[pos + 1] = "another-cluster".into();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel")).args(&args).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(&args)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("belongs to member") && err.contains(&data_dir), "{err}");
+    assert!(
+        err.contains("belongs to member") && err.contains(&data_dir),
+        "{err}"
+    );
 }
 
 #[test]
@@ -249,8 +420,14 @@ fn config_file_and_environment() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(healthy, "member configured from file and env never became healthy");
-    assert!(dir.path().join("d/member/db").exists(), "KEEL_DATA_DIR was not used");
+    assert!(
+        healthy,
+        "member configured from file and env never became healthy"
+    );
+    assert!(
+        dir.path().join("d/member/db").exists(),
+        "KEEL_DATA_DIR was not used"
+    );
 
     std::fs::write(&cfg, "nmae: typo\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))

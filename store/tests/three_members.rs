@@ -15,7 +15,11 @@ use common::Cluster;
 use keel_client::RangeRequest;
 
 fn all() -> RangeRequest {
-    RangeRequest { key: vec![0], range_end: vec![0], ..Default::default() }
+    RangeRequest {
+        key: vec![0],
+        range_end: vec![0],
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +27,11 @@ async fn writes_through_any_member_are_read_everywhere() {
     let c = Cluster::start(3);
     let leader = c.wait_leader(Duration::from_secs(10));
     for i in 0..3 {
-        let r = c.member_client(i).put(format!("k{i}"), format!("v{i}")).await.unwrap();
+        let r = c
+            .member_client(i)
+            .put(format!("k{i}"), format!("v{i}"))
+            .await
+            .unwrap();
         assert!(r.header.unwrap().revision >= 2);
     }
     // Linearizable reads on every member see every write, at the same revision.
@@ -38,7 +46,14 @@ async fn writes_through_any_member_are_read_everywhere() {
     let follower = (leader + 1) % 3;
     let mut seen = 0;
     for _ in 0..50 {
-        let r = c.member_client(follower).range(RangeRequest { serializable: true, ..all() }).await.unwrap();
+        let r = c
+            .member_client(follower)
+            .range(RangeRequest {
+                serializable: true,
+                ..all()
+            })
+            .await
+            .unwrap();
         seen = r.kvs.len();
         if seen == 3 {
             break;
@@ -50,28 +65,54 @@ async fn writes_through_any_member_are_read_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_member_cannot_serve_linearizable_reads_or_writes() {
-    let c = Cluster::start_with(3, &["--heartbeat-interval", "50", "--election-timeout", "500"]);
+    let c = Cluster::start_with(
+        3,
+        &["--heartbeat-interval", "50", "--election-timeout", "500"],
+    );
     c.client().put("before", "1").await.unwrap();
     let leader = c.wait_leader(Duration::from_secs(10));
     let victim = (leader + 1) % 3;
     c.isolate(victim);
     let iso = keel_client::Client::new(
         [c.members[victim].endpoint()],
-        keel_client::Options { request_timeout: Duration::from_secs(20), max_attempts: 1, ..Default::default() },
+        keel_client::Options {
+            request_timeout: Duration::from_secs(20),
+            max_attempts: 1,
+            ..Default::default()
+        },
     )
     .unwrap();
     // The majority goes on.
     c.member_client(leader).put("during", "1").await.unwrap();
     // The isolated member cannot confirm a read index: its linearizable read fails.
-    let e = iso.range(RangeRequest { key: b"during".to_vec(), ..Default::default() }).await.unwrap_err();
+    let e = iso
+        .range(RangeRequest {
+            key: b"during".to_vec(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.status().unwrap().code(), tonic::Code::Unavailable, "{e}");
     // Its serializable read answers from its stale local state.
-    let r = iso.range(RangeRequest { key: b"during".to_vec(), serializable: true, ..Default::default() }).await.unwrap();
+    let r = iso
+        .range(RangeRequest {
+            key: b"during".to_vec(),
+            serializable: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(r.kvs.is_empty());
     c.heal(victim);
     let mut ok = false;
     for _ in 0..100 {
-        if let Ok(r) = iso.range(RangeRequest { key: b"during".to_vec(), ..Default::default() }).await {
+        if let Ok(r) = iso
+            .range(RangeRequest {
+                key: b"during".to_vec(),
+                ..Default::default()
+            })
+            .await
+        {
             ok = r.kvs.len() == 1;
             if ok {
                 break;
@@ -116,15 +157,26 @@ async fn leader_kill_loses_no_acknowledged_write() {
     c.kill(leader);
     // Wait for writes to resume, then let them run a little more.
     let resumed = loop {
-        let t = ack_times.lock().unwrap().iter().copied().find(|t| *t > killed_at);
+        let t = ack_times
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .find(|t| *t > killed_at);
         if let Some(t) = t {
             break t;
         }
-        assert!(killed_at.elapsed() < Duration::from_secs(15), "writes never resumed after the leader was killed");
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "writes never resumed after the leader was killed"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let gap = resumed.duration_since(killed_at);
-    println!("writes resumed {:.0} ms after the leader was killed", gap.as_secs_f64() * 1000.0);
+    println!(
+        "writes resumed {:.0} ms after the leader was killed",
+        gap.as_secs_f64() * 1000.0
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.spawn(leader);
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -136,31 +188,71 @@ async fn leader_kill_loses_no_acknowledged_write() {
 
     // Every acknowledged write is present, on every member, at one revision.
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 50, "too few writes to mean anything: {}", acked.len());
-    let final_rev = client.put("fence", "1").await.unwrap().header.unwrap().revision;
+    assert!(
+        acked.len() > 50,
+        "too few writes to mean anything: {}",
+        acked.len()
+    );
+    let final_rev = client
+        .put("fence", "1")
+        .await
+        .unwrap()
+        .header
+        .unwrap()
+        .revision;
     let mut snapshots = Vec::new();
     for i in 0..3 {
         let cl = c.member_client(i);
-        let mut r = cl.range(RangeRequest { revision: final_rev, ..all() }).await.unwrap();
+        let mut r = cl
+            .range(RangeRequest {
+                revision: final_rev,
+                ..all()
+            })
+            .await
+            .unwrap();
         for _ in 0..100 {
             if r.kvs.iter().any(|kv| kv.key == b"fence") {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
-            r = cl.range(RangeRequest { revision: final_rev, ..all() }).await.unwrap();
+            r = cl
+                .range(RangeRequest {
+                    revision: final_rev,
+                    ..all()
+                })
+                .await
+                .unwrap();
         }
         snapshots.push(r.kvs);
     }
     for (i, s) in snapshots.iter().enumerate() {
-        assert_eq!(s, &snapshots[0], "member {i} differs from member 0 at revision {final_rev}");
+        assert_eq!(
+            s, &snapshots[0],
+            "member {i} differs from member 0 at revision {final_rev}"
+        );
     }
     let stored: BTreeMap<String, String> = snapshots[0]
         .iter()
-        .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), String::from_utf8_lossy(&kv.value).into_owned()))
+        .map(|kv| {
+            (
+                String::from_utf8_lossy(&kv.key).into_owned(),
+                String::from_utf8_lossy(&kv.value).into_owned(),
+            )
+        })
         .collect();
     for (k, v) in &acked {
-        assert_eq!(stored.get(k), Some(v), "acknowledged write {k}={v} is missing");
+        assert_eq!(
+            stored.get(k),
+            Some(v),
+            "acknowledged write {k}={v} is missing"
+        );
     }
-    println!("{} acknowledged writes verified on 3 members at revision {final_rev}", acked.len());
-    assert!(gap < Duration::from_secs(2), "writes resumed only after {gap:?} (want < 2 s)");
+    println!(
+        "{} acknowledged writes verified on 3 members at revision {final_rev}",
+        acked.len()
+    );
+    assert!(
+        gap < Duration::from_secs(2),
+        "writes resumed only after {gap:?} (want < 2 s)"
+    );
 }

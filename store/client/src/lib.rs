@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use keel_proto::etcdserverpb::kv_client::KvClient;
 pub use keel_proto::etcdserverpb::{
-    compare, request_op, response_op, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest,
-    DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader,
-    ResponseOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op, CompactionRequest, CompactionResponse, Compare,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 pub use keel_proto::mvccpb::KeyValue;
 use tonic::transport::{Channel, Endpoint};
@@ -49,7 +49,10 @@ impl Error {
     /// connections, leader changes): Jepsen's `:info`.
     pub fn is_indeterminate(&self) -> bool {
         match self {
-            Error::Status(s) => matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled),
+            Error::Status(s) => matches!(
+                s.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled
+            ),
             _ => false,
         }
     }
@@ -100,7 +103,11 @@ impl Client {
         let mut channels = Vec::new();
         for e in endpoints {
             let e: String = e.into();
-            let url = if e.contains("://") { e.clone() } else { format!("http://{e}") };
+            let url = if e.contains("://") {
+                e.clone()
+            } else {
+                format!("http://{e}")
+            };
             let ep = Endpoint::from_shared(url.clone())
                 .map_err(|err| Error::InvalidEndpoint(e.clone(), err.to_string()))?
                 .connect_timeout(opts.dial_timeout)
@@ -144,7 +151,11 @@ impl Client {
     }
 
     /// Puts `key` = `value`.
-    pub async fn put(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
+    pub async fn put(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<PutResponse> {
         self.put_request(PutRequest {
             key: key.into(),
             value: value.into(),
@@ -209,8 +220,10 @@ impl Client {
     }
 
     pub async fn compact(&self, revision: i64, physical: bool) -> Result<CompactionResponse> {
-        self.call(false, |mut c| async move { c.compact(CompactionRequest { revision, physical }).await })
-            .await
+        self.call(false, |mut c| async move {
+            c.compact(CompactionRequest { revision, physical }).await
+        })
+        .await
     }
 
     /// Runs `f` against the current endpoint, moving on to the next one when the
@@ -233,15 +246,25 @@ impl Client {
                         return Err(Error::Status(s));
                     }
                     tracing::debug!(endpoint = %self.endpoints[i], error = %s, "endpoint failed; trying the next one");
-                    let _ = self.current.compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
+                    let _ = self.current.compare_exchange(
+                        i,
+                        (i + 1) % n,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
                     last = Some(s);
                     if (attempt + 1) % n == 0 {
-                        tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 / n as u64 + 1))).await;
+                        tokio::time::sleep(Duration::from_millis(
+                            100 * (attempt as u64 / n as u64 + 1),
+                        ))
+                        .await;
                     }
                 }
             }
         }
-        Err(Error::Status(last.unwrap_or_else(|| Status::unavailable("no endpoint answered"))))
+        Err(Error::Status(last.unwrap_or_else(|| {
+            Status::unavailable("no endpoint answered")
+        })))
     }
 }
 
@@ -292,7 +315,10 @@ mod tests {
 
     #[tokio::test]
     async fn bad_endpoints_are_refused() {
-        assert!(matches!(Client::new(Vec::<String>::new(), Options::default()), Err(Error::NoEndpoints)));
+        assert!(matches!(
+            Client::new(Vec::<String>::new(), Options::default()),
+            Err(Error::NoEndpoints)
+        ));
         assert!(matches!(
             Client::new(["http://bad host:1"], Options::default()),
             Err(Error::InvalidEndpoint(..))

@@ -327,12 +327,19 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                 self.status.leader_changes.fetch_add(1, Ordering::Relaxed);
                 self.metrics.leader_changes.inc();
             }
-            tracing::info!(leader = format!("{leader:x}"), term = self.raw.raft.term, ?role, "leader changed");
+            tracing::info!(
+                leader = format!("{leader:x}"),
+                term = self.raw.raft.term,
+                ?role,
+                "leader changed"
+            );
             self.last_leader = leader;
         }
         self.status.leader.store(leader, Ordering::Relaxed);
         self.metrics.has_leader.set(i64::from(leader != 0));
-        self.metrics.is_leader.set(i64::from(role == StateRole::Leader));
+        self.metrics
+            .is_leader
+            .set(i64::from(role == StateRole::Leader));
     }
 
     fn publish_status(&mut self) {
@@ -374,7 +381,10 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                     let _ = w.reply.send(Ok(index));
                 }
             } else {
-                self.reads_by_index.entry(index).or_default().extend(waiters);
+                self.reads_by_index
+                    .entry(index)
+                    .or_default()
+                    .extend(waiters);
             }
         }
     }

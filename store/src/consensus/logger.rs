@@ -44,5 +44,8 @@ impl slog::Serializer for KvText {
 
 /// The logger handed to raft-rs.
 pub fn raft_logger(member_id: u64) -> slog::Logger {
-    slog::Logger::root(TracingDrain.fuse(), slog::o!("member" => format!("{member_id:x}")))
+    slog::Logger::root(
+        TracingDrain.fuse(),
+        slog::o!("member" => format!("{member_id:x}")),
+    )
 }

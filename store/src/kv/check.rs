@@ -5,7 +5,9 @@
 //! count with their parent, except that a key put in both branches of one nested
 //! txn is fine).
 
-use keel_proto::etcdserverpb::{request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use keel_proto::etcdserverpb::{
+    request_op, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+};
 
 use crate::error::{Error, Result};
 
@@ -21,10 +23,14 @@ pub fn put(r: &PutRequest) -> Result<()> {
         return Err(Error::EmptyKey);
     }
     if r.ignore_value && !r.value.is_empty() {
-        return Err(Error::InvalidArgument("etcdserver: value is provided".into()));
+        return Err(Error::InvalidArgument(
+            "etcdserver: value is provided".into(),
+        ));
     }
     if r.ignore_lease && r.lease != 0 {
-        return Err(Error::InvalidArgument("etcdserver: lease is provided".into()));
+        return Err(Error::InvalidArgument(
+            "etcdserver: lease is provided".into(),
+        ));
     }
     Ok(())
 }
@@ -156,11 +162,13 @@ mod tests {
     }
     fn del_op(k: &str, end: &[u8]) -> RequestOp {
         RequestOp {
-            request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest {
-                key: k.into(),
-                range_end: end.to_vec(),
-                ..Default::default()
-            })),
+            request: Some(request_op::Request::RequestDeleteRange(
+                DeleteRangeRequest {
+                    key: k.into(),
+                    range_end: end.to_vec(),
+                    ..Default::default()
+                },
+            )),
         }
     }
     fn txn_op(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> RequestOp {
@@ -181,16 +189,28 @@ mod tests {
 
     #[test]
     fn duplicate_keys_as_etcd() {
-        assert!(matches!(txn(&t(vec![put_op("a"), put_op("a")]), 128), Err(Error::DuplicateKey)));
-        assert!(matches!(txn(&t(vec![del_op("a", b"c"), put_op("b")]), 128), Err(Error::DuplicateKey)));
-        assert!(matches!(txn(&t(vec![del_op("a", &[0]), put_op("zz")]), 128), Err(Error::DuplicateKey)));
+        assert!(matches!(
+            txn(&t(vec![put_op("a"), put_op("a")]), 128),
+            Err(Error::DuplicateKey)
+        ));
+        assert!(matches!(
+            txn(&t(vec![del_op("a", b"c"), put_op("b")]), 128),
+            Err(Error::DuplicateKey)
+        ));
+        assert!(matches!(
+            txn(&t(vec![del_op("a", &[0]), put_op("zz")]), 128),
+            Err(Error::DuplicateKey)
+        ));
         assert!(txn(&t(vec![del_op("a", b"c"), put_op("c")]), 128).is_ok());
         assert!(txn(&t(vec![put_op("a"), put_op("b")]), 128).is_ok());
         // both branches of a nested txn may put the same key
         assert!(txn(&t(vec![txn_op(vec![put_op("a")], vec![put_op("a")])]), 128).is_ok());
         // but not together with the parent
         assert!(matches!(
-            txn(&t(vec![put_op("a"), txn_op(vec![put_op("a")], vec![])]), 128),
+            txn(
+                &t(vec![put_op("a"), txn_op(vec![put_op("a")], vec![])]),
+                128
+            ),
             Err(Error::DuplicateKey)
         ));
         // and success and failure of the top level are separate branches
@@ -208,14 +228,23 @@ mod tests {
         assert!(matches!(txn(&t(many), 128), Err(Error::TooManyOps)));
         let ok: Vec<RequestOp> = (0..128).map(|i| put_op(&format!("k{i}"))).collect();
         assert!(txn(&t(ok), 128).is_ok());
-        assert!(matches!(txn(&t(vec![RequestOp { request: None }]), 128), Err(Error::KeyNotFound)));
-        assert!(matches!(txn(&t(vec![put_op("")]), 128), Err(Error::EmptyKey)));
+        assert!(matches!(
+            txn(&t(vec![RequestOp { request: None }]), 128),
+            Err(Error::KeyNotFound)
+        ));
+        assert!(matches!(
+            txn(&t(vec![put_op("")]), 128),
+            Err(Error::EmptyKey)
+        ));
         let p = PutRequest {
             key: b"k".to_vec(),
             value: b"v".to_vec(),
             ignore_value: true,
             ..Default::default()
         };
-        assert_eq!(put(&p).unwrap_err().to_string(), "etcdserver: value is provided");
+        assert_eq!(
+            put(&p).unwrap_err().to_string(),
+            "etcdserver: value is provided"
+        );
     }
 }

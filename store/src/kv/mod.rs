@@ -12,8 +12,8 @@ pub mod check;
 use std::sync::Arc;
 
 use keel_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use keel_proto::peer::{internal_request, InternalRequest, RequestHeader};
 use prost::Message as _;
@@ -119,7 +119,10 @@ impl Kv {
 
     pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         check::delete_range(&r)?;
-        match self.propose(internal_request::Request::DeleteRange(r)).await? {
+        match self
+            .propose(internal_request::Request::DeleteRange(r))
+            .await?
+        {
             Response::DeleteRange(mut resp) => {
                 self.fill(&mut resp.header);
                 Ok(resp)
@@ -149,7 +152,10 @@ impl Kv {
     }
 
     pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
-        match self.propose(internal_request::Request::Compaction(r)).await? {
+        match self
+            .propose(internal_request::Request::Compaction(r))
+            .await?
+        {
             Response::Compaction(mut resp) => {
                 self.fill(&mut resp.header);
                 Ok(resp)

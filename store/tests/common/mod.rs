@@ -124,7 +124,10 @@ impl Cluster {
 
     /// Starts member `i` (again).
     pub fn spawn(&mut self, i: usize) {
-        assert!(self.members[i].child.is_none(), "member {i} already running");
+        assert!(
+            self.members[i].child.is_none(),
+            "member {i} already running"
+        );
         let args = self.args(i);
         let m = &mut self.members[i];
         let log = std::fs::OpenOptions::new()
@@ -153,7 +156,10 @@ impl Cluster {
     /// SIGTERM member `i` and wait for it to exit.
     pub fn stop(&mut self, i: usize) -> std::process::ExitStatus {
         let mut c = self.members[i].child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(st) = c.try_wait().unwrap() {
@@ -182,7 +188,11 @@ impl Cluster {
 
     /// A client of member `i` only.
     pub fn member_client(&self, i: usize) -> keel_client::Client {
-        keel_client::Client::new([self.members[i].endpoint()], keel_client::Options::default()).unwrap()
+        keel_client::Client::new(
+            [self.members[i].endpoint()],
+            keel_client::Options::default(),
+        )
+        .unwrap()
     }
 
     /// Waits for `/health` to say true on member `i`.
@@ -234,12 +244,14 @@ impl Cluster {
 
     /// Cuts member `i` off from every peer (both directions) through its fault hook.
     pub fn isolate(&self, i: usize) {
-        let (code, body) = http_post(self.members[i].client_port, "/debug/fault/cut?peers=all").expect("fault hook");
+        let (code, body) = http_post(self.members[i].client_port, "/debug/fault/cut?peers=all")
+            .expect("fault hook");
         assert_eq!(code, 200, "{body}");
     }
 
     pub fn heal(&self, i: usize) {
-        let (code, body) = http_post(self.members[i].client_port, "/debug/fault/heal").expect("fault hook");
+        let (code, body) =
+            http_post(self.members[i].client_port, "/debug/fault/heal").expect("fault hook");
         assert_eq!(code, 200, "{body}");
     }
 }
@@ -254,7 +266,9 @@ impl Drop for Cluster {
 
 /// A minimal HTTP/1.1 request; returns (status, body).
 pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500)).ok()?;
+    let mut s =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(500))
+            .ok()?;
     s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
     write!(
         s,
@@ -264,7 +278,10 @@ pub fn http(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code: u16 = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Some((code, body))
 }
 
@@ -286,9 +303,13 @@ pub fn require_tool(tool: &str, package: &str) -> Option<PathBuf> {
     });
     if found.is_none() {
         if std::env::var("KEEL_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("{tool} is required (KEEL_REQUIRE_TOOLS=1) but missing: apt-get install {package}");
+            panic!(
+                "{tool} is required (KEEL_REQUIRE_TOOLS=1) but missing: apt-get install {package}"
+            );
         }
-        eprintln!("SKIP: {tool} not found; install it with `apt-get install {package}` to run this test");
+        eprintln!(
+            "SKIP: {tool} not found; install it with `apt-get install {package}` to run this test"
+        );
     }
     found
 }

@@ -96,6 +96,15 @@ pub struct StoreFlags {
         hide = true
     )]
     pub unsafe_fault_hooks: bool,
+    /// Test-only, deliberately UNSAFE: serve linearizable reads from local state
+    /// without ReadIndex (stale reads), so the jepsen harness can prove it notices.
+    #[arg(
+        long,
+        env = "KEEL_UNSAFE_STALE_READS",
+        default_value_t = false,
+        hide = true
+    )]
+    pub unsafe_stale_reads: bool,
 }
 
 /// One member of the cluster as configured.
@@ -127,6 +136,7 @@ pub struct Config {
     pub snapshot_count: u64,
     pub log_level: String,
     pub unsafe_fault_hooks: bool,
+    pub unsafe_stale_reads: bool,
 }
 
 impl Config {
@@ -236,6 +246,7 @@ impl StoreFlags {
             snapshot_count: self.snapshot_count,
             log_level: self.log_level,
             unsafe_fault_hooks: self.unsafe_fault_hooks,
+            unsafe_stale_reads: self.unsafe_stale_reads,
         })
     }
 }

@@ -192,7 +192,8 @@ impl Server {
             },
             cfg.max_request_bytes,
             cfg.max_txn_ops,
-        );
+        )
+        .with_unsafe_stale_reads(cfg.unsafe_stale_reads);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
 

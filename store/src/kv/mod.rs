@@ -43,6 +43,8 @@ pub struct Kv {
     id: Identity,
     max_request_bytes: usize,
     max_txn_ops: usize,
+    /// Test-only: skip ReadIndex (see `--unsafe-stale-reads`).
+    stale_reads: bool,
 }
 
 impl Kv {
@@ -61,7 +63,26 @@ impl Kv {
             id,
             max_request_bytes,
             max_txn_ops,
+            stale_reads: false,
         }
+    }
+
+    /// Deliberately unsafe: linearizable reads become local reads. Only for
+    /// proving that the jepsen harness catches stale reads.
+    pub fn with_unsafe_stale_reads(mut self, on: bool) -> Kv {
+        if on {
+            tracing::warn!("--unsafe-stale-reads: linearizable reads are served from local state (NOT linearizable)");
+        }
+        self.stale_reads = on;
+        self
+    }
+
+    /// Waits for a ReadIndex unless the request is serializable.
+    async fn linearize(&self, serializable: bool) -> Result<()> {
+        if !serializable && !self.stale_reads {
+            self.node.read_index().await?;
+        }
+        Ok(())
     }
 
     pub fn node(&self) -> &StoreNode {
@@ -98,9 +119,7 @@ impl Kv {
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
         check::range(&r)?;
         self.metrics.mvcc_range_total.inc();
-        if !r.serializable {
-            self.node.read_index().await?;
-        }
+        self.linearize(r.serializable).await?;
         let mut resp = apply::range(&mut self.store.read_view(), &r)?;
         self.fill(&mut resp.header);
         Ok(resp)
@@ -135,9 +154,7 @@ impl Kv {
         check::txn(&r, self.max_txn_ops)?;
         if apply::txn_is_read_only(&r) {
             self.metrics.mvcc_txn_total.inc();
-            if !txn_is_serializable(&r) {
-                self.node.read_index().await?;
-            }
+            self.linearize(txn_is_serializable(&r)).await?;
             let mut resp = apply::read_only_txn(&self.store, &r)?;
             self.fill(&mut resp.header);
             return Ok(resp);

@@ -30,6 +30,7 @@ use crate::consensus::StateMachine;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::mvcc::{KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
+use crate::watch::Hub;
 
 /// The response to an applied request.
 #[derive(Debug, Clone)]
@@ -44,17 +45,28 @@ pub enum Response {
 pub struct Applier {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    hub: Arc<Hub>,
     applied: u64,
 }
 
 impl Applier {
-    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>) -> Applier {
+    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, hub: Arc<Hub>) -> Applier {
         let applied = store.consistent_index();
         Applier {
             store,
             metrics,
+            hub,
             applied,
         }
+    }
+
+    /// Ends a write transaction and hands its events to the watchers.
+    fn commit(&self, txn: WriteTxn<'_>, index: u64) -> Result<()> {
+        let events = txn.end(index)?;
+        if let Some(first) = events.first() {
+            self.hub.notify(first.kv.mod_revision, events);
+        }
+        Ok(())
     }
 
     fn apply_request(&mut self, index: u64, req: internal_request::Request) -> Result<Response> {
@@ -65,14 +77,14 @@ impl Applier {
                 check_put(&mut self.store.write_view(), &p)?;
                 let mut txn = self.store.write();
                 let resp = put(&mut txn, &p)?;
-                txn.end(index)?;
+                self.commit(txn, index)?;
                 Ok(Response::Put(resp))
             }
             R::DeleteRange(d) => {
                 self.metrics.mvcc_delete_total.inc();
                 let mut txn = self.store.write();
                 let resp = delete_range(&mut txn, &d)?;
-                txn.end(index)?;
+                self.commit(txn, index)?;
                 Ok(Response::DeleteRange(resp))
             }
             R::Txn(t) => {
@@ -88,7 +100,7 @@ impl Applier {
                 run_txn(&mut txn, &t, &path, &mut resp)?;
                 let wrote = txn.has_changes();
                 let rev = txn.revision() - i64::from(!wrote);
-                txn.end(index)?;
+                self.commit(txn, index)?;
                 if let Some(h) = resp.header.as_mut() {
                     h.revision = rev;
                 }

@@ -82,6 +82,9 @@ pub struct StoreFlags {
     /// Number of committed transactions to trigger a snapshot to disk (log compaction).
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Duration of periodic watch progress notifications (e.g. 10m, 30s, 500ms).
+    #[arg(long, env = "KEEL_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub experimental_watch_progress_notify_interval: Duration,
     /// Path to a YAML config file whose keys are these flag names.
     #[arg(long, env = "KEEL_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -134,6 +137,7 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub snapshot_count: u64,
+    pub watch_progress_notify_interval: Duration,
     pub log_level: String,
     pub unsafe_fault_hooks: bool,
     pub unsafe_stale_reads: bool,
@@ -244,11 +248,21 @@ impl StoreFlags {
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
             snapshot_count: self.snapshot_count,
+            watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             log_level: self.log_level,
             unsafe_fault_hooks: self.unsafe_fault_hooks,
             unsafe_stale_reads: self.unsafe_stale_reads,
         })
     }
+}
+
+/// Parses a duration as etcd's flags take them ("10m", "1m30s", "500ms").
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    if d.is_zero() {
+        return Err(format!("invalid duration {s:?}: must be > 0"));
+    }
+    Ok(d)
 }
 
 /// Reads a YAML config file into `--flag=value` arguments, for the keys the

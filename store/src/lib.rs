@@ -4,7 +4,8 @@
 //! [`consensus`] owns raft-rs; [`raftlog`] keeps its log in sled; [`apply`] turns
 //! committed requests into [`mvcc`] operations; [`kv`] is the KV API's logic and
 //! [`service`] its thin gRPC adapter; [`transport`] carries Raft traffic; [`http`]
-//! serves /health, /version and /metrics; [`config`] parses etcd's flags.
+//! serves /health, /version and /metrics; [`config`] parses etcd's flags;
+//! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint.
 
 pub mod apply;
 pub mod config;
@@ -18,5 +19,6 @@ pub mod raftlog;
 pub mod server;
 pub mod service;
 pub mod transport;
+pub mod watch;
 
 pub use error::{Error, Result};

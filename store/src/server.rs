@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_proto::etcdserverpb::kv_server::KvServer;
+use keel_proto::etcdserverpb::watch_server::WatchServer;
 use keel_proto::peer::peer_server::PeerServer;
 use raft::eraftpb::ConfState;
 use raft::RawNode;
@@ -31,6 +32,8 @@ use crate::mvcc::{SledBackend, Store};
 use crate::raftlog::SledStorage;
 use crate::service::KvService;
 use crate::transport::{LinkFilter, PeerService, PeerTransport};
+use crate::watch::stream::WatchService;
+use crate::watch::Hub;
 
 /// gRPC adds this much on top of `--max-request-bytes` before refusing a message
 /// outright (etcd's grpcOverheadBytes), so that "request is too large" comes
@@ -161,7 +164,8 @@ impl Server {
             &logger::raft_logger(cfg.member_id),
         )?;
         let single_voter = storage.conf_state().voters.len() == 1;
-        let applier = Applier::new(store.clone(), metrics.clone());
+        let hub = Hub::new(store.clone());
+        let applier = Applier::new(store.clone(), metrics.clone(), hub.clone());
         let driver = Driver::new(
             raw,
             applier,
@@ -207,6 +211,17 @@ impl Server {
                     KvServer::new(KvService(kv.clone()))
                         .max_decoding_message_size(max_recv)
                         .max_encoding_message_size(usize::MAX),
+                )
+                .add_service(
+                    WatchServer::new(WatchService::new(
+                        hub.clone(),
+                        kv.clone(),
+                        cfg.max_request_bytes,
+                        cfg.watch_progress_notify_interval,
+                        cfg.election_timeout(),
+                    ))
+                    .max_decoding_message_size(max_recv)
+                    .max_encoding_message_size(usize::MAX),
                 )
                 .add_service(health_service.clone());
             let routes = builder.routes();

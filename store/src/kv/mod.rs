@@ -111,6 +111,17 @@ impl Kv {
         }
     }
 
+    /// A full response header at exactly `revision` (0 stays 0, as in etcd's
+    /// compacted watch response).
+    pub fn header_at(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.id.cluster_id,
+            member_id: self.id.member_id,
+            revision,
+            raft_term: self.node.status().term(),
+        }
+    }
+
     fn fill(&self, h: &mut Option<ResponseHeader>) {
         let rev = h.as_ref().map(|h| h.revision).unwrap_or(0);
         *h = Some(self.header(rev));

@@ -36,6 +36,7 @@ mod txn;
 mod tests;
 
 pub use backend::{Backend, Batch, BatchOp, MemoryBackend, ScanIter, SledBackend};
+pub use key_index::KeyRange;
 pub use revision::Revision;
 pub use store::Store;
 pub use txn::WriteTxn;

@@ -8,6 +8,7 @@
 //! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint.
 
 pub mod apply;
+pub mod bench;
 pub mod config;
 pub mod consensus;
 pub mod error;

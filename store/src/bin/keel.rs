@@ -23,12 +23,17 @@ enum Cmd {
     Server(StoreFlags),
     /// Run one member of a store cluster (etcd's flags).
     Store(StoreFlags),
+    /// Load generator for any etcd-API endpoint (keel or etcd), after etcd's benchmark tool.
+    ///
+    /// `keel bench [--endpoints E --conns N --clients N ...] put|range|txn-put|fsync`.
+    Bench(keel_store::bench::BenchArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let cli = parse_with_config_file(argv)?;
     let (flags, default_dir) = match cli.cmd {
+        Cmd::Bench(args) => return keel_store::bench::run(args),
         Cmd::Server(f) => (f, Some("keel-data")),
         Cmd::Store(f) => (f, None),
     };
@@ -58,7 +63,10 @@ fn main() -> anyhow::Result<()> {
 /// keys added for every flag the command line and environment left at default.
 fn parse_with_config_file(argv: Vec<OsString>) -> anyhow::Result<Cli> {
     let matches = Cli::command().get_matches_from(argv.clone());
-    let (_, sub) = matches.subcommand().context("a subcommand is required")?;
+    let (name, sub) = matches.subcommand().context("a subcommand is required")?;
+    if name == "bench" {
+        return Cli::from_arg_matches(&matches).map_err(|e| e.exit());
+    }
     let Some(path) = sub.get_one::<std::path::PathBuf>("config_file").cloned() else {
         return Cli::from_arg_matches(&matches).map_err(|e| e.exit());
     };

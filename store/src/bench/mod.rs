@@ -1,0 +1,166 @@
+//! `keel bench`: a load generator for any etcd-API endpoint (keel or etcd),
+//! after etcd 3.4's `benchmark` tool: the same global flags before the
+//! subcommand (`--endpoints --conns --clients --target-leader --precise`), the
+//! same workloads and flags, the same request shapes; figures from an HDR
+//! histogram, as text or one JSON object (`--json`).
+//!
+//! Map: [`args`] holds the flags; [`conn`] opens the channels and finds the
+//! leader; [`keys`] makes keys and values; [`limiter`] paces `--rate`; [`run`]
+//! drives request workloads, which [`workloads`] defines; [`fsync`] measures the
+//! disk; [`report`] summarises and prints. `watch`, `watch-latency` and
+//! `lease-keepalive` are not yet here: they will be drivers beside [`run`].
+
+pub mod args;
+pub mod conn;
+pub mod fsync;
+pub mod keys;
+pub mod limiter;
+pub mod report;
+pub mod run;
+pub mod workloads;
+
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::{ensure, Context};
+
+pub use args::{BenchArgs, BenchCmd, Consistency, FsyncArgs, PutArgs, RangeArgs, TxnPutArgs};
+pub use report::{Outcome, Report, RunMeta};
+
+use limiter::Limiter;
+use run::{drive, progress_bar, show_progress, Plan};
+
+/// Runs `keel bench` and prints its report on stdout.
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let report = if let BenchCmd::Fsync(f) = &args.cmd {
+        run_fsync(f, show_progress(args.json))?
+    } else {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("keel-bench")
+            .build()
+            .context("starting the async runtime")?;
+        runtime.block_on(run_async(&args))?
+    };
+    let text = if args.json {
+        report.to_json() + "\n"
+    } else {
+        report.to_text(args.precise)
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        // A reader that went away (`| head`) is not a failure of the run.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing the report"),
+    }
+}
+
+/// Runs the workload of `args` and returns its report (no printing).
+pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
+    let show = show_progress(args.json);
+    if let BenchCmd::Fsync(f) = &args.cmd {
+        let f = f.clone();
+        return tokio::task::spawn_blocking(move || run_fsync(&f, show)).await?;
+    }
+    ensure!(args.conns >= 1, "--conns must be at least 1");
+    ensure!(args.clients >= 1, "--clients must be at least 1");
+    let mut urls = args
+        .endpoints
+        .iter()
+        .map(|e| conn::endpoint_url(e))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.target_leader {
+        match conn::find_leader(&urls, args.dial_timeout).await {
+            Some(leader) => urls = vec![leader],
+            None => {
+                tracing::warn!("--target-leader: no endpoint says it leads; using every endpoint")
+            }
+        }
+    }
+    let channels = conn::connect(&urls, args.conns, args.dial_timeout).await?;
+    let meta = RunMeta {
+        endpoints: urls,
+        conns: channels.len(),
+        clients: args.clients,
+    };
+    let plan = |total: u64, rate: u64| Plan {
+        total,
+        clients: args.clients,
+        limiter: Limiter::new(rate),
+    };
+    let (outcome, params) = match &args.cmd {
+        BenchCmd::Put(p) => {
+            let w = Arc::new(workloads::Put::new(p)?);
+            let compactor = (!p.compact_interval.is_zero()).then(|| {
+                workloads::spawn_compactor(
+                    channels[0].clone(),
+                    p.compact_interval,
+                    p.compact_index_delta,
+                )
+            });
+            let o = drive(
+                w,
+                &channels,
+                plan(p.total, p.rate),
+                progress_bar(p.total, show),
+            )
+            .await;
+            if let Some(c) = compactor {
+                c.abort();
+            }
+            (o, serde_json::to_value(p)?)
+        }
+        BenchCmd::Range(r) => {
+            let w = Arc::new(workloads::Range::new(r));
+            let o = drive(
+                w,
+                &channels,
+                plan(r.total, r.rate),
+                progress_bar(r.total, show),
+            )
+            .await;
+            (o, serde_json::to_value(r)?)
+        }
+        BenchCmd::TxnPut(t) => {
+            let w = Arc::new(workloads::TxnPut::new(t)?);
+            let o = drive(
+                w,
+                &channels,
+                plan(t.total, t.rate),
+                progress_bar(t.total, show),
+            )
+            .await;
+            (o, serde_json::to_value(t)?)
+        }
+        BenchCmd::Fsync(_) => unreachable!("handled above"),
+    };
+    Ok(Report::new(args.cmd.name(), &outcome, meta, params))
+}
+
+/// `fsync`, which needs no endpoint.
+fn run_fsync(f: &FsyncArgs, show: bool) -> anyhow::Result<Report> {
+    let outcome = fsync::run(f, progress_bar(f.count, show))?;
+    let meta = RunMeta {
+        endpoints: Vec::new(),
+        conns: 0,
+        clients: 1,
+    };
+    Ok(Report::new(
+        "fsync",
+        &outcome,
+        meta,
+        serde_json::to_value(f)?,
+    ))
+}
+
+/// Diagnostics on stderr, `warn` and above unless RUST_LOG says otherwise; a
+/// subscriber already installed (by an embedding program) is kept.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -8,8 +8,12 @@
 //! has no leader or timed out, writes are not (their outcome is unknown, so the
 //! caller decides; see [`Error::is_indeterminate`]).
 //!
-//! Left out for now: watch, leases, lock/election, auth and TLS (later issues
+//! Watch ([`watch`]) resumes on another member from the last revision seen.
+//!
+//! Left out for now: leases, lock/election, auth and TLS (later issues
 //! extend this client).
+
+pub mod watch;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -23,6 +27,7 @@ pub use keel_proto::etcdserverpb::{
 pub use keel_proto::mvccpb::KeyValue;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+pub use watch::{Event, EventType, WatchMessage, WatchOptions, WatchStream};
 
 /// keel-client's error.
 #[derive(Debug, thiserror::Error)]
@@ -148,6 +153,21 @@ impl Client {
             current: std::sync::Arc::new(AtomicUsize::new(0)),
             opts: self.opts.clone(),
         }
+    }
+
+    /// The channel of the current endpoint.
+    pub(crate) fn channel_for_attempt(&self, _attempt: usize) -> Channel {
+        let i = self.current.load(Ordering::Relaxed) % self.channels.len();
+        self.channels[i].clone()
+    }
+
+    /// Moves on to the next endpoint.
+    pub(crate) fn advance(&self, _attempt: usize) {
+        let n = self.channels.len();
+        let i = self.current.load(Ordering::Relaxed);
+        let _ = self
+            .current
+            .compare_exchange(i, (i + 1) % n, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// Puts `key` = `value`.

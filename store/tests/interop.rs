@@ -336,3 +336,196 @@ async fn etcd_client_crate_works() {
         "{e}"
     );
 }
+
+/// Runs etcdctl's watch forms against `endpoint` around one fixed sequence of
+/// writes and returns what each printed (normalised).
+fn run_watch_script(etcdctl: &std::path::Path, endpoint: &str) -> Vec<String> {
+    use std::time::Duration;
+    let spawn = |args: &[&str], stdin: bool| {
+        Command::new(etcdctl)
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(endpoint)
+            .args(args)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run etcdctl")
+    };
+    let quiet = |args: &[&str]| {
+        let out = Command::new(etcdctl)
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(endpoint)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let forms: Vec<(Vec<&str>, bool)> = vec![
+        (vec!["watch", "--prefix", "/w", "--prev-kv"], false),
+        (vec!["watch", "/w/1", "-w", "json"], false),
+        (
+            vec![
+                "watch",
+                "/w/1",
+                "--",
+                "sh",
+                "-c",
+                "echo got $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE $ETCD_WATCH_REVISION",
+            ],
+            false,
+        ),
+        (vec!["watch", "-i"], true),
+        (vec!["watch", "/w/", "/w/3"], false),
+    ];
+    let mut children: Vec<(String, std::process::Child)> = forms
+        .iter()
+        .map(|(args, stdin)| (args.join(" "), spawn(args, *stdin)))
+        .collect();
+    let interactive = children[3].1.stdin.as_mut().unwrap();
+    interactive.write_all(b"watch /w/2 --prev-kv\n").unwrap();
+    interactive.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    quiet(&["put", "/w/1", "a"]);
+    quiet(&["put", "/w/1", "b"]);
+    quiet(&["put", "/w/2", "c"]);
+    quiet(&["put", "/x", "outside"]);
+    quiet(&["del", "/w/1"]);
+    quiet(&["put", "/w/2", "d"]);
+    std::thread::sleep(Duration::from_millis(700));
+    let interactive = children[3].1.stdin.as_mut().unwrap();
+    interactive.write_all(b"progress\n").unwrap();
+    interactive.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let mut transcript = Vec::new();
+    let collect = |name: String, mut child: std::process::Child, transcript: &mut Vec<String>| {
+        let _ = child.kill();
+        let out = child.wait_with_output().unwrap();
+        transcript.push(format!(
+            "$ etcdctl {name}\n--- stdout\n{}--- stderr\n{}",
+            normalise(&String::from_utf8_lossy(&out.stdout)),
+            normalise(&String::from_utf8_lossy(&out.stderr)),
+        ));
+    };
+    for (name, child) in children.drain(..) {
+        collect(name, child, &mut transcript);
+    }
+    // History replay from a past revision, then the compacted case.
+    let replay = spawn(
+        &["watch", "--rev", "2", "--prefix", "/w", "--prev-kv"],
+        false,
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    collect(
+        "watch --rev 2 --prefix /w --prev-kv".into(),
+        replay,
+        &mut transcript,
+    );
+    quiet(&["compaction", "5"]);
+    let out = Command::new(etcdctl)
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoint, "watch", "--rev", "2", "/w/1"])
+        .output()
+        .unwrap();
+    transcript.push(format!(
+        "$ etcdctl watch --rev 2 /w/1 (compacted)\n--- stdout\n{}--- stderr\n{}--- exit {}\n",
+        normalise(&String::from_utf8_lossy(&out.stdout)),
+        normalise(&String::from_utf8_lossy(&out.stderr)),
+        out.status.code().unwrap_or(-1)
+    ));
+    transcript
+}
+
+#[test]
+fn etcdctl_watch_matches_etcd() {
+    let Some(etcdctl) = require_tool("etcdctl", "etcd-client") else {
+        return;
+    };
+    let Some(etcd_bin) = require_tool("etcd", "etcd-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&etcd_bin, dir.path());
+    let expected = run_watch_script(&etcdctl, &etcd.endpoint());
+    drop(etcd);
+    let keel = Cluster::start(1);
+    let got = run_watch_script(&etcdctl, &keel.members[0].endpoint());
+    let mut mismatches = Vec::new();
+    for (e, g) in expected.iter().zip(got.iter()) {
+        if e != g {
+            mismatches.push(format!("=== etcd:\n{e}=== keel:\n{g}"));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} watch forms differ:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    // The transcript is not trivially empty.
+    assert!(
+        got[0].contains("/w/1") && got[3].contains("progress notify:"),
+        "{}",
+        got.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_client_crate_watch_works() {
+    use etcd_client::{EventType, WatchOptions};
+    let keel = Cluster::start(1);
+    let mut c = etcd_client::Client::connect([keel.members[0].url()], None)
+        .await
+        .unwrap();
+    let mut stream = c
+        .watch(
+            "w/",
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_prev_key()
+                    .with_progress_notify(),
+            ),
+        )
+        .await
+        .unwrap();
+    let created = stream.message().await.unwrap().unwrap();
+    assert!(created.created());
+    let id = created.watch_id();
+    c.put("w/a", "1", None).await.unwrap();
+    c.put("w/a", "2", None).await.unwrap();
+    c.delete("w/a", None).await.unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 3 {
+        let resp = stream.message().await.unwrap().unwrap();
+        for e in resp.events() {
+            kinds.push((
+                e.event_type(),
+                e.kv().unwrap().mod_revision(),
+                e.prev_kv().map(|p| p.value().to_vec()),
+            ));
+        }
+    }
+    assert_eq!(
+        kinds,
+        vec![
+            (EventType::Put, 2, None),
+            (EventType::Put, 3, Some(b"1".to_vec())),
+            (EventType::Delete, 4, Some(b"2".to_vec())),
+        ]
+    );
+    stream.request_progress().await.unwrap();
+    let resp = stream.message().await.unwrap().unwrap();
+    assert!(resp.events().is_empty());
+    assert_eq!(resp.header().unwrap().revision(), 4);
+    stream.cancel(id).await.unwrap();
+    let resp = stream.message().await.unwrap().unwrap();
+    assert!(resp.canceled());
+    assert_eq!(resp.watch_id(), id);
+}

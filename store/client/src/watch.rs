@@ -136,7 +136,7 @@ async fn run(
                 attempt += 1;
                 client.advance(attempt as usize);
                 let n = client.endpoints().len() as u64;
-                if attempt % n == 0 {
+                if attempt.is_multiple_of(n) {
                     tokio::time::sleep(Duration::from_millis(100 * (attempt / n).min(10))).await;
                 }
             }

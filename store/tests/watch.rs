@@ -661,7 +661,7 @@ async fn guarantees_hold_under_writes_compactions_and_restarts() {
                     Err(_) => {}
                 }
                 n += 1;
-                if n % 50 == 0 {
+                if n.is_multiple_of(50) {
                     w.request_progress().await;
                 }
             }
@@ -679,7 +679,7 @@ async fn guarantees_hold_under_writes_compactions_and_restarts() {
             while !stop.load(Ordering::Relaxed) {
                 let k = format!("g/{}", (i * 7 + wi) % 10);
                 let r = match i % 5 {
-                    0 | 1 | 2 => cl.put(k, format!("{wi}-{i}")).await.map(|_| ()),
+                    0..=2 => cl.put(k, format!("{wi}-{i}")).await.map(|_| ()),
                     3 => cl
                         .delete(keel_client::DeleteRangeRequest {
                             key: k.into(),

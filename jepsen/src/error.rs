@@ -29,6 +29,10 @@ pub enum Error {
     /// Anything else that is wrong with the input as a whole (missing data...).
     #[error("{0}")]
     Invalid(String),
+    /// The harness could not do its job (start a member, run a command, set up
+    /// a namespace): the run says nothing about the database.
+    #[error("{0}")]
+    Harness(String),
 }
 
 impl Error {
@@ -40,6 +44,11 @@ impl Error {
             reason: reason.into(),
         }
     }
+}
+
+/// A harness error from anything printable.
+pub fn harness(msg: impl std::fmt::Display) -> Error {
+    Error::Harness(msg.to_string())
 }
 
 /// keel-jepsen's result alias.

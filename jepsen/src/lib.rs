@@ -1,20 +1,32 @@
 //! keel-jepsen: chaos and linearizability testing for keel and etcd.
 //!
-//! This first part is the linearizability checker: [`history`] reads histories
-//! (keel's JSON lines and Porcupine's two formats), [`model`] holds sequential
-//! specifications, [`checker`] decides whether a history is linearizable and, if
-//! not, reports the smallest window that is not, and [`bench`] times it on
-//! Porcupine's data. The cluster harness, nemeses and workloads come later.
+//! The checker: [`history`] reads histories (keel's JSON lines and Porcupine's
+//! two formats), [`model`] holds sequential specifications, [`checker`] decides
+//! whether a history is linearizable and, if not, reports the smallest window
+//! that is not, and [`bench`] times it on Porcupine's data.
+//!
+//! The harness: [`db`] describes the databases (keel, etcd), [`cluster`] runs
+//! their members as processes (loopback or network namespaces), [`nemesis`]
+//! injects and heals faults on a schedule, [`workload`] drives clients and
+//! checks what they saw, [`recorder`] writes the history, [`run`] ties one test
+//! run together and [`html`] draws its report.
 //!
 //! Invariant: a verdict of `false` is always backed by an exhaustive search of
 //! some partition; `true` means every partition has a linearization.
 
 pub mod bench;
 pub mod checker;
+pub mod cluster;
+pub mod db;
 mod error;
 pub mod hash;
 pub mod history;
+pub mod html;
 pub mod model;
+pub mod nemesis;
+pub mod recorder;
+pub mod run;
+pub mod workload;
 
 pub use checker::{check, Options, Verdict};
 pub use error::{Error, Result};

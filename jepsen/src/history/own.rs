@@ -11,6 +11,9 @@
 //! - `time`: monotonic time in nanoseconds (any origin); ties count as concurrent.
 //!
 //! Unknown fields (`error`, `node` ...) are ignored, so recorders may add context.
+//! Lines whose `process` is the string `"nemesis"` record faults (the harness's
+//! start and end of each fault); they are skipped here, as Jepsen's checkers
+//! skip `:nemesis` operations.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -18,10 +21,18 @@ use serde_json::Value;
 use super::{Event, EventType, ProcessId};
 use crate::{Error, Result};
 
+/// A client id, or a name for the harness's own lines (only `"nemesis"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Process {
+    Client(ProcessId),
+    Named(String),
+}
+
 #[derive(Deserialize)]
 struct Line {
     #[serde(alias = "client")]
-    process: ProcessId,
+    process: Process,
     #[serde(rename = "type")]
     kind: EventType,
     f: String,
@@ -32,6 +43,9 @@ struct Line {
     time: u64,
 }
 
+/// The `process` of fault lines, skipped by [`parse`].
+pub const NEMESIS: &str = "nemesis";
+
 /// Parses JSON lines into events; blank lines are skipped.
 pub fn parse(lines: &[&str]) -> Result<Vec<Event>> {
     let mut events = Vec::with_capacity(lines.len());
@@ -41,8 +55,19 @@ pub fn parse(lines: &[&str]) -> Result<Vec<Event>> {
         }
         let l: Line =
             serde_json::from_str(text).map_err(|e| Error::input(i + 1, text, e.to_string()))?;
+        let process = match l.process {
+            Process::Client(p) => p,
+            Process::Named(name) if name == NEMESIS => continue,
+            Process::Named(name) => {
+                return Err(Error::input(
+                    i + 1,
+                    text,
+                    format!("process must be a number or \"{NEMESIS}\", not {name:?}"),
+                ))
+            }
+        };
         events.push(Event {
-            process: l.process,
+            process,
             kind: l.kind,
             f: l.f,
             key: l.key,

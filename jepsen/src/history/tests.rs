@@ -116,3 +116,20 @@ fn own_format_round_trips() {
     assert_eq!((events[0].process, events[0].time), (7, 99));
     assert_eq!(events[0].kind, EventType::Ok);
 }
+
+#[test]
+fn own_format_skips_nemesis_lines() {
+    let text = [
+        r#"{"process":"nemesis","type":"info","f":"start","value":{"fault":"kill"},"time":5}"#
+            .to_string(),
+        line(1, "invoke", "write", json!(1), 10),
+        r#"{"process":"nemesis","type":"info","f":"stop","value":null,"time":15}"#.to_string(),
+        line(1, "ok", "write", json!(1), 20),
+    ]
+    .join("\n");
+    let h = History::parse(&text).unwrap();
+    assert_eq!(h.ops.len(), 1);
+    let bad = r#"{"process":"bob","type":"invoke","f":"read","time":1}"#;
+    let e = History::parse(bad).unwrap_err().to_string();
+    assert!(e.contains("line 1") && e.contains("bob"), "{e}");
+}

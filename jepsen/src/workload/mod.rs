@@ -1,0 +1,219 @@
+//! Workloads: what the clients do, and how the result is checked.
+//!
+//! A [`Workload`] runs one client loop per client ([`Workload::run_client`],
+//! each client pinned to one member, so that a member serving stale data shows
+//! up), a final phase after every fault is healed ([`Workload::finish`]: reads
+//! on every member, which also proves the cluster recovered), and its checkers
+//! over the recorded history ([`Workload::check`]).
+//!
+//! The trait is deliberately loose about what a client does, so that the
+//! workloads still to come fit: list-append (Elle-style transactions: a client
+//! op is a txn, the checker a dependency-cycle search), watch (a client is a
+//! long-lived watcher that records the events it saw; its checker applies
+//! etcd's watch guarantees to them) and lock (lease-backed critical sections,
+//! checked for mutual exclusion). Today: [`register::Register`].
+//!
+//! Recording rules (Jepsen's): an operation is `invoke`d, then `ok` (it took
+//! effect), `fail` (it certainly did not) or `info` (unknown: timed out, the
+//! connection broke, the leader changed). [`outcome_of_error`] sorts errors.
+
+pub mod register;
+
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::history::{EventType, ProcessId};
+use crate::recorder::{Actor, Record, Recorder};
+use crate::Result;
+
+/// A boxed future, so that [`Workload`] stays object-safe.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// One client's view of the run.
+#[derive(Clone)]
+pub struct ClientCtx {
+    pub process: ProcessId,
+    /// The member the client is pinned to.
+    pub node: String,
+    pub client: keel_client::Client,
+    pub recorder: Arc<Recorder>,
+    pub stop: Arc<AtomicBool>,
+    pub seed: u64,
+    /// A call that has not answered by then is recorded as unknown.
+    pub op_timeout: Duration,
+    /// Mean pause between a client's operations.
+    pub pace: Duration,
+}
+
+impl ClientCtx {
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Records an invocation, runs `call` with the op timeout, records its
+    /// completion; returns the outcome. A timeout is `timeout_kind` (`Info`
+    /// for writes, `Fail` for reads, which have no effect).
+    pub async fn perform<F>(
+        &self,
+        f: &str,
+        key: Option<&str>,
+        input: Value,
+        timeout_kind: EventType,
+        call: F,
+    ) -> Outcome
+    where
+        F: Future<Output = Outcome>,
+    {
+        let rec = |kind, value, error| Record {
+            process: Actor::Client(self.process),
+            kind,
+            f: f.to_string(),
+            key: key.map(str::to_string),
+            value,
+            time: 0,
+            node: Some(self.node.clone()),
+            error,
+        };
+        self.recorder
+            .record(rec(EventType::Invoke, input.clone(), None));
+        let outcome = match tokio::time::timeout(self.op_timeout, call).await {
+            Ok(o) => o,
+            Err(_) => Outcome {
+                kind: timeout_kind,
+                value: Value::Null,
+                error: Some("timed out".into()),
+            },
+        };
+        let value = match outcome.kind {
+            EventType::Ok => outcome.value.clone(),
+            _ => input,
+        };
+        self.recorder
+            .record(rec(outcome.kind, value, outcome.error.clone()));
+        outcome
+    }
+}
+
+/// How a call ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub kind: EventType,
+    /// The result, on `ok`.
+    pub value: Value,
+    pub error: Option<String>,
+}
+
+impl Outcome {
+    pub fn ok(value: Value) -> Outcome {
+        Outcome {
+            kind: EventType::Ok,
+            value,
+            error: None,
+        }
+    }
+
+    pub fn fail(error: impl Into<String>) -> Outcome {
+        Outcome {
+            kind: EventType::Fail,
+            value: Value::Null,
+            error: Some(error.into()),
+        }
+    }
+}
+
+/// Sorts a client error: `fail` when the request certainly had no effect
+/// (never reached a server, or refused as invalid), else `info`. For reads the
+/// caller may turn `info` into `fail` (a read changes nothing).
+pub fn outcome_of_error(e: &keel_client::Error) -> Outcome {
+    use tonic::Code;
+    let text = e.to_string();
+    let kind = match e.status() {
+        None => EventType::Fail,
+        Some(s) if never_sent(s) => EventType::Fail,
+        Some(s) => match s.code() {
+            Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::OutOfRange
+            | Code::PermissionDenied
+            | Code::Unauthenticated
+            | Code::ResourceExhausted
+            | Code::NotFound
+            | Code::AlreadyExists
+            | Code::Unimplemented => EventType::Fail,
+            _ => EventType::Info,
+        },
+    };
+    Outcome {
+        kind,
+        value: Value::Null,
+        error: Some(text),
+    }
+}
+
+/// The connection was refused or could not be made: nothing was sent.
+fn never_sent(s: &tonic::Status) -> bool {
+    let text = format!("{s:?}").to_lowercase();
+    s.code() == tonic::Code::Unavailable
+        && (text.contains("connection refused") || text.contains("tcp connect error"))
+}
+
+/// What the final phase needs: one client per member (pinned), in member order.
+#[derive(Clone)]
+pub struct FinalCtx {
+    pub members: Vec<(String, keel_client::Client)>,
+    pub recorder: Arc<Recorder>,
+    /// Process ids for the final reads start here (one per member).
+    pub first_process: ProcessId,
+    /// How long every member has to answer.
+    pub timeout: Duration,
+}
+
+/// The outcome of the final phase.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Recovery {
+    /// Every member answered.
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// One checker's verdict.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    pub name: String,
+    pub valid: bool,
+    /// One line for the table.
+    pub summary: String,
+    /// The full explanation (the checker's text).
+    pub text: String,
+    /// The anomaly window as data, when the checker has one.
+    pub verdict: Option<crate::Verdict>,
+    pub millis: u128,
+}
+
+/// A workload.
+pub trait Workload: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    /// Runs one client until `ctx.stop`.
+    fn run_client(self: Arc<Self>, ctx: ClientCtx) -> BoxFuture<()>;
+    /// After the faults are healed: the final reads on every member.
+    fn finish(self: Arc<Self>, ctx: FinalCtx) -> BoxFuture<Recovery>;
+    /// Checks the recorded history (the run's `history.jsonl`).
+    fn check(&self, history: &Path, threads: usize) -> Result<Vec<Check>>;
+}
+
+/// The workload called `name`.
+pub fn by_name(name: &str) -> Option<Arc<dyn Workload>> {
+    match name {
+        "register" => Some(Arc::new(register::Register::new())),
+        _ => None,
+    }
+}
+
+/// Names accepted by [`by_name`].
+pub const NAMES: &[&str] = &["register"];

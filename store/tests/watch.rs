@@ -820,3 +820,88 @@ async fn guarantees_hold_under_writes_compactions_and_restarts() {
         reference.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_without_a_leader_ends_hasleader_watches() {
+    let c = Cluster::start_with(
+        3,
+        &["--heartbeat-interval", "50", "--election-timeout", "500"],
+    );
+    c.client().put("h", "1").await.unwrap();
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let victim = (leader + 1) % 3;
+    let url = c.members[victim].url();
+    let open = |with_leader: bool| {
+        let url = url.clone();
+        async move {
+            let ch = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let (tx, rx) = mpsc::channel(4);
+            tx.send(WatchRequest {
+                request_union: Some(watch_request::RequestUnion::CreateRequest(create(
+                    "h", b"", 0,
+                ))),
+            })
+            .await
+            .unwrap();
+            let mut req = tonic::Request::new(ReceiverStream::new(rx));
+            if with_leader {
+                req.metadata_mut()
+                    .insert("hasleader", "true".parse().unwrap());
+            }
+            (tx, WatchClient::new(ch).watch(req).await)
+        }
+    };
+    let (_keep1, with) = open(true).await;
+    let mut with = with.unwrap().into_inner();
+    let (_keep2, without) = open(false).await;
+    let mut without = without.unwrap().into_inner();
+    assert!(with.message().await.unwrap().unwrap().created);
+    assert!(without.message().await.unwrap().unwrap().created);
+
+    c.isolate(victim);
+    // Within a few election timeouts the hasleader stream ends with etcd's error.
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match with.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("stream ended without a status"),
+                Err(s) => return s,
+            }
+        }
+    })
+    .await
+    .expect("the hasleader watch must end");
+    assert_eq!(end.code(), tonic::Code::Unavailable);
+    assert_eq!(end.message(), "etcdserver: no leader");
+    // A new hasleader watch is refused at once; one without the metadata is served.
+    let (_keep3, refused) = open(true).await;
+    let s = refused.unwrap_err();
+    assert_eq!(
+        (s.code(), s.message()),
+        (tonic::Code::Unavailable, "etcdserver: no leader")
+    );
+    let (_keep4, served) = open(false).await;
+    assert!(
+        served
+            .unwrap()
+            .into_inner()
+            .message()
+            .await
+            .unwrap()
+            .unwrap()
+            .created
+    );
+    // The watch without hasleader is still open and gets events after healing.
+    c.heal(victim);
+    c.client().put("h", "2").await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), without.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.events[0].kv.as_ref().unwrap().value, b"2");
+}

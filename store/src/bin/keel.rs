@@ -9,7 +9,11 @@ use keel_store::config::{config_file_args, StoreFlags};
 use keel_store::server::Server;
 
 #[derive(Parser, Debug)]
-#[command(name = "keel", version, about = "keel: a Raft-replicated, etcd-compatible key-value store")]
+#[command(
+    name = "keel",
+    version,
+    about = "keel: a Raft-replicated, etcd-compatible key-value store"
+)]
 #[command(args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
@@ -99,8 +103,11 @@ fn from_default(m: &ArgMatches, id: &str) -> bool {
 }
 
 fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},raft=warn,h2=warn,tower=warn,hyper=warn")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "{level},raft=warn,h2=warn,tower=warn,hyper=warn"
+        ))
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -111,13 +118,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use crate::db::{ClusterSpec, Db, MemberSpec};
 use crate::error::harness;
 use crate::Result;
-use netns::Netns;
+pub use netns::{Netns, Quality};
 
 /// How to lay out a cluster.
 #[derive(Debug, Clone)]
@@ -156,9 +156,9 @@ impl Cluster {
         self.netns.is_some() || self.db.fault_hooks()
     }
 
-    /// Whether delay and loss are possible (namespaces only).
-    pub fn can_netem(&self) -> bool {
-        self.netns.is_some()
+    /// Whether the network can be degraded so (namespaces only).
+    pub fn can_degrade(&self, q: Quality) -> bool {
+        self.netns.as_ref().is_some_and(|n| n.can(q))
     }
 
     fn procs(&self) -> MutexGuard<'_, Vec<Proc>> {
@@ -367,11 +367,11 @@ impl Cluster {
         }
     }
 
-    /// Sets or clears a netem qdisc on every member (namespaces only).
-    pub fn netem(&self, spec: Option<&str>) -> Result<()> {
+    /// Degrades or restores every member's network (namespaces only).
+    pub fn degrade(&self, q: Option<Quality>) -> Result<()> {
         match &self.netns {
-            Some(n) => n.netem(spec),
-            None if spec.is_none() => Ok(()),
+            Some(n) => n.degrade(q),
+            None if q.is_none() => Ok(()),
             None => Err(harness("delay and loss need --netns")),
         }
     }
@@ -392,7 +392,7 @@ impl Cluster {
                 first.get_or_insert(e);
             }
         }
-        if let Err(e) = self.netem(None) {
+        if let Err(e) = self.degrade(None) {
             first.get_or_insert(e);
         }
         // A restarted member needs a moment before its hook answers; its

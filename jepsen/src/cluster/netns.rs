@@ -1,7 +1,8 @@
 //! `--netns` mode: each member in its own network namespace, all joined by one
 //! bridge, so that faults are real packet loss rather than a hook in the
-//! member. Needs root and iproute2; partitions use iptables when it is on PATH,
-//! else blackhole routes (both drop a peer's packets inside a namespace).
+//! member. Needs root and iproute2; partitions use iptables when it works in a
+//! namespace (probed at setup), else blackhole routes (both drop a peer's
+//! packets inside a namespace).
 //!
 //! Layout for a run with tag `T` (derived from the harness's pid, so that two
 //! runs never share names): namespaces `keel-jepsen-T-m<i>`, a bridge `kjT`
@@ -14,8 +15,10 @@
 //!
 //! Faults: [`Netns::cut`] drops both directions between a member and peers
 //! (iptables `INPUT -s` / `OUTPUT -d` DROP in the member's namespace);
-//! [`Netns::netem`] sets a `tc netem` qdisc on every member's interface (delay
-//! 75 ms ± 50 ms, or 50 % loss, as Jepsen's etcd tests do).
+//! [`Netns::degrade`] sets a `tc netem` qdisc on every member's interface (delay
+//! 75 ms ± 50 ms, or 50 % loss, as Jepsen's etcd tests do). Kernels without
+//! `sch_netem` (probed at setup) cannot delay; they lose packets through
+//! iptables' `statistic` match instead (50 % of every member's input).
 
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -31,7 +34,29 @@ pub struct Netns {
     created: Vec<String>,
     bridge: Option<String>,
     iptables: bool,
+    netem: bool,
 }
+
+/// A degraded network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quality {
+    /// 75 ms ± 50 ms on every packet.
+    Delay,
+    /// Half of all packets dropped.
+    Loss,
+}
+
+/// The iptables rule behind loss without netem.
+const LOSS_RULE: [&str; 8] = [
+    "INPUT",
+    "-m",
+    "statistic",
+    "--mode",
+    "random",
+    "--probability",
+    "0.5",
+    "-j",
+];
 
 impl Netns {
     /// Creates a namespace per member and the bridge. Needs root.
@@ -46,7 +71,8 @@ impl Netns {
             members,
             created: Vec::new(),
             bridge: None,
-            iptables: crate::db::on_path("iptables").is_some(),
+            iptables: false,
+            netem: false,
         };
         let br = n.bridge_name();
         run(&["ip", "link", "add", &br, "type", "bridge"])?;
@@ -68,6 +94,19 @@ impl Netns {
             n.in_ns(i, &["ip", "addr", "add", &addr, "dev", &inner])?;
             n.in_ns(i, &["ip", "link", "set", &inner, "up"])?;
             n.in_ns(i, &["ip", "link", "set", "lo", "up"])?;
+        }
+        n.iptables = crate::db::on_path("iptables").is_some()
+            && n.in_ns(0, &["iptables", "-L", "INPUT", "-n"]).is_ok();
+        n.netem = n
+            .in_ns(
+                0,
+                &[
+                    "tc", "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
+                ],
+            )
+            .is_ok();
+        if n.netem {
+            n.in_ns(0, &["tc", "qdisc", "del", "dev", "lo", "root"])?;
         }
         Ok(n)
     }
@@ -139,24 +178,50 @@ impl Netns {
         }
     }
 
-    /// Sets (`Some("delay 75ms 50ms")`) or clears (`None`) a netem qdisc on
-    /// every member's interface.
-    pub fn netem(&self, spec: Option<&str>) -> Result<()> {
+    /// Whether `q` can be made here.
+    pub fn can(&self, q: Quality) -> bool {
+        self.netem || (q == Quality::Loss && self.iptables)
+    }
+
+    /// Degrades (`Some`) or restores (`None`) every member's network.
+    pub fn degrade(&self, q: Option<Quality>) -> Result<()> {
         for i in 0..self.members {
             let dev = format!("kj{}-{i}n", self.tag);
-            match spec {
-                Some(s) => {
+            let ns = self.ns(i);
+            match q {
+                Some(q) if self.netem => {
+                    let spec: &[&str] = match q {
+                        Quality::Delay => &["delay", "75ms", "50ms"],
+                        Quality::Loss => &["loss", "50%"],
+                    };
                     let mut args = vec!["tc", "qdisc", "replace", "dev", &dev, "root", "netem"];
-                    args.extend(s.split_whitespace());
+                    args.extend_from_slice(spec);
                     self.in_ns(i, &args)?;
                 }
+                Some(Quality::Loss) if self.iptables => {
+                    let mut args = vec!["iptables", "-A"];
+                    args.extend_from_slice(&LOSS_RULE);
+                    args.push("DROP");
+                    self.in_ns(i, &args)?;
+                }
+                Some(q) => return Err(harness(format!("{q:?} needs the kernel's sch_netem"))),
                 None => {
-                    let ns = self.ns(i);
+                    // Absent qdiscs and rules are fine: remove whatever is there.
                     let _ = Command::new("ip")
                         .args([
                             "netns", "exec", &ns, "tc", "qdisc", "del", "dev", &dev, "root",
                         ])
                         .output();
+                    if self.iptables {
+                        let mut args = vec!["netns", "exec", &ns, "iptables", "-D"];
+                        args.extend_from_slice(&LOSS_RULE);
+                        args.push("DROP");
+                        while Command::new("ip")
+                            .args(&args)
+                            .output()
+                            .is_ok_and(|o| o.status.success())
+                        {}
+                    }
                 }
             }
         }

@@ -27,7 +27,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Quality};
 use crate::error::harness;
 use crate::Result;
 
@@ -83,9 +83,15 @@ fn names(cluster: &Cluster, idx: &[usize]) -> String {
 /// Parses `kill,partition:leader,...` into nemeses. Faults the cluster cannot
 /// do (partitions on etcd without `--netns`; delay and loss without it) are
 /// left out and named in the returned warnings.
-pub fn parse(spec: &str, can_partition: bool, can_netem: bool) -> Result<(Nemeses, Vec<String>)> {
+pub fn parse(spec: &str, cluster: &Cluster) -> Result<(Nemeses, Vec<String>)> {
+    let can_partition = cluster.can_partition();
     let mut out: Nemeses = Vec::new();
     let mut warnings = Vec::new();
+    let spec = if spec.trim() == "all" {
+        "kill,pause,partition,delay,loss"
+    } else {
+        spec
+    };
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if item == "none" {
             continue;
@@ -123,10 +129,17 @@ pub fn parse(spec: &str, can_partition: bool, can_netem: bool) -> Result<(Nemese
                 }
             }
             "delay" | "loss" if target.is_none() => {
-                if can_netem {
-                    out.push(Box::new(netem::Netem::new(kind == "delay")));
+                let q = if kind == "delay" {
+                    Quality::Delay
                 } else {
-                    warnings.push(format!("skipping {item}: it needs --netns"));
+                    Quality::Loss
+                };
+                if cluster.can_degrade(q) {
+                    out.push(Box::new(netem::Netem::new(q)));
+                } else {
+                    warnings.push(format!(
+                        "skipping {item}: it needs --netns (and, for delay, the kernel's sch_netem)"
+                    ));
                 }
             }
             _ => return Err(bad()),

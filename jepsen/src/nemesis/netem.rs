@@ -1,48 +1,44 @@
-//! Network quality faults (`--netns` only): `tc netem` on every member's
-//! interface, with the figures of Jepsen's etcd tests: delay 75 ms ± 50 ms, or
-//! 50 % packet loss.
+//! Network quality faults (`--netns` only): every member's network delayed by
+//! 75 ms ± 50 ms or losing 50 % of its packets, the figures of Jepsen's etcd
+//! tests (see [`crate::cluster::netns`] for how: `tc netem`, or iptables'
+//! `statistic` match for loss where the kernel has no netem).
 
 use rand::rngs::StdRng;
 
 use super::Nemesis;
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, Quality};
 use crate::Result;
 
-/// Delay (`delay: true`) or loss.
+/// Delay or loss.
 pub struct Netem {
-    delay: bool,
+    quality: Quality,
 }
 
 impl Netem {
-    pub fn new(delay: bool) -> Netem {
-        Netem { delay }
-    }
-
-    fn spec(&self) -> &'static str {
-        if self.delay {
-            "delay 75ms 50ms"
-        } else {
-            "loss 50%"
-        }
+    pub fn new(quality: Quality) -> Netem {
+        Netem { quality }
     }
 }
 
 impl Nemesis for Netem {
     fn name(&self) -> &'static str {
-        if self.delay {
-            "delay"
-        } else {
-            "loss"
+        match self.quality {
+            Quality::Delay => "delay",
+            Quality::Loss => "loss",
         }
     }
 
     fn inject(&mut self, cluster: &Cluster, _: &mut StdRng) -> Result<String> {
-        cluster.netem(Some(self.spec()))?;
-        Ok(format!("netem {} on every member", self.spec()))
+        cluster.degrade(Some(self.quality))?;
+        Ok(match self.quality {
+            Quality::Delay => "75 ms ± 50 ms delay on every member",
+            Quality::Loss => "50 % packet loss on every member",
+        }
+        .into())
     }
 
     fn heal(&mut self, cluster: &Cluster) -> Result<String> {
-        cluster.netem(None)?;
-        Ok("netem removed".into())
+        cluster.degrade(None)?;
+        Ok("network restored".into())
     }
 }

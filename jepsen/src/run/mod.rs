@@ -199,8 +199,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
             }
         });
     }
-    let (mut nemeses, mut warnings) =
-        crate::nemesis::parse(&cfg.nemesis, cluster.can_partition(), cluster.can_netem())?;
+    let (mut nemeses, mut warnings) = crate::nemesis::parse(&cfg.nemesis, &cluster)?;
     let recorder = Arc::new(Recorder::create(&dir.join("history.jsonl"))?);
 
     // Clients, pinned round robin to members.

@@ -180,11 +180,17 @@ impl Kv {
     }
 
     pub async fn compact(&self, r: CompactionRequest) -> Result<CompactionResponse> {
+        let physical = r.physical;
         match self
             .propose(internal_request::Request::Compaction(r))
             .await?
         {
             Response::Compaction(mut resp) => {
+                if physical {
+                    // Wait for the background deletion of the compacted records.
+                    let store = self.store.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.wait_compacted()).await;
+                }
                 self.fill(&mut resp.header);
                 Ok(resp)
             }

@@ -12,11 +12,18 @@
 //! A compaction raises `compact_rev` before deleting anything, so a reader that
 //! finds a record gone can tell "compacted under me" from corruption.
 //!
-//! Leaves out: etcd's chunked background compaction with a "scheduled" mark
-//! (one atomic batch here), hashing for corruption checks.
+//! Compaction is etcd's two steps: the apply step (under the writer lock) only
+//! persists the new compact revision and drops the compacted entries from the
+//! key index, which is quick; a background thread then deletes the compacted
+//! records from the backend in small batches, oldest revision first, so a large
+//! compaction never stalls the Raft thread. A crash in between leaves records
+//! below the compact revision behind; `open` recognises them (they are below the
+//! persisted compact revision) and deletes them again.
+//!
+//! Leaves out: hashing for corruption checks.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::backend::{Backend, Batch};
 use super::encoding::{self, Record};
@@ -30,6 +37,97 @@ pub struct Store {
     pub(super) backend: Arc<dyn Backend>,
     state: RwLock<State>,
     writer: Mutex<()>,
+    compactor: Compactor,
+}
+
+/// Records deleted per backend batch by the background compactor.
+const COMPACT_BATCH: usize = 1000;
+
+/// The background deleter of compacted records.
+struct Compactor {
+    tx: Mutex<Option<std::sync::mpsc::Sender<Vec<Vec<u8>>>>>,
+    /// Jobs queued or running, and a condvar signalled when one finishes.
+    pending: Arc<(Mutex<usize>, Condvar)>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Compactor {
+    fn start(backend: Arc<dyn Backend>) -> Compactor {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
+        let pending: Arc<(Mutex<usize>, Condvar)> = Arc::default();
+        let done = pending.clone();
+        let thread = std::thread::Builder::new()
+            .name("mvcc-compact".into())
+            .spawn(move || {
+                for keys in rx {
+                    let started = std::time::Instant::now();
+                    let n = keys.len();
+                    for chunk in keys.chunks(COMPACT_BATCH) {
+                        let mut batch = Batch::with_capacity(chunk.len());
+                        for k in chunk {
+                            batch.delete(k.clone());
+                        }
+                        if let Err(e) = backend.apply(batch) {
+                            tracing::error!(error = %e, "mvcc: compaction delete failed; records stay until the next start");
+                            break;
+                        }
+                    }
+                    tracing::debug!(records = n, elapsed = ?started.elapsed(), "mvcc: compacted records deleted");
+                    let (count, cv) = &*done;
+                    let mut c = count.lock().unwrap_or_else(|e| e.into_inner());
+                    *c = c.saturating_sub(1);
+                    cv.notify_all();
+                }
+            })
+            .expect("spawn the compaction thread");
+        Compactor {
+            tx: Mutex::new(Some(tx)),
+            pending,
+            thread: Mutex::new(Some(thread)),
+        }
+    }
+
+    fn schedule(&self, keys: Vec<Vec<u8>>) {
+        if keys.is_empty() {
+            return;
+        }
+        let (count, _) = &*self.pending;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = tx.as_ref() {
+            if tx.send(keys).is_err() {
+                *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+            }
+        }
+    }
+
+    fn wait(&self) {
+        let (count, cv) = &*self.pending;
+        let mut c = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *c > 0 {
+            c = cv.wait(c).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Finish the queued deletions, then stop the thread.
+        self.compactor
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = self
+            .compactor
+            .thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = t.join();
+        }
+    }
 }
 
 /// What the store keeps in memory.
@@ -61,11 +159,21 @@ impl Store {
         let mut index = KeyIndex::new();
         let mut last_main = 0;
         let mut records = 0u64;
+        // Records a background compaction had not yet deleted when the member
+        // stopped: deleted again below.
+        let mut leftovers: Vec<Vec<u8>> = Vec::new();
         for item in backend.scan(&[], encoding::REVISIONS_END) {
             let (k, v) = item?;
             let (rev, tombstone) = Revision::from_key(&k)?;
             let key = encoding::decode_record_key(&v)?;
             if tombstone && index.last(key).is_none_or(|e| e.is_tombstone()) {
+                // Compaction deletes oldest first, so a tombstone may outlive
+                // the put it ends; only below the compact revision.
+                if rev.main <= compact_rev {
+                    leftovers.push(k);
+                    last_main = rev.main;
+                    continue;
+                }
                 return Err(Error::Corrupt(format!(
                     "mvcc: tombstone at {rev} of a key that is not live"
                 )));
@@ -73,6 +181,15 @@ impl Store {
             index.push(key, rev, tombstone);
             last_main = rev.main;
             records += 1;
+        }
+        if compact_rev > 0 {
+            leftovers.extend(
+                index
+                    .compaction_plan(compact_rev)
+                    .into_iter()
+                    .map(|(r, t)| r.to_key(t)),
+            );
+            index.compact(compact_rev);
         }
         // Compaction may have dropped the newest records (tombstones at the
         // compact revision), never any above it.
@@ -93,10 +210,20 @@ impl Store {
             consistent_index,
             live_keys,
         };
+        let compactor = Compactor::start(backend.clone());
+        if !leftovers.is_empty() {
+            leftovers.sort();
+            tracing::info!(
+                records = leftovers.len(),
+                "mvcc: deleting records left by an interrupted compaction"
+            );
+            compactor.schedule(leftovers);
+        }
         Ok(Store {
             backend,
             state: RwLock::new(state),
             writer: Mutex::new(()),
+            compactor,
         })
     }
 
@@ -134,6 +261,12 @@ impl Store {
     }
 
     /// How many keys exist at the current revision.
+    /// Blocks until every scheduled deletion of compacted records is done
+    /// (`physical` compaction; tests).
+    pub fn wait_compacted(&self) {
+        self.compactor.wait();
+    }
+
     pub fn size_bytes(&self) -> Result<u64> {
         self.backend().size()
     }
@@ -236,10 +369,8 @@ impl Store {
                 record_index,
             )
         };
-        let mut batch = Batch::with_capacity(plan.len() + 2);
-        for (r, tombstone) in &plan {
-            batch.delete(r.to_key(*tombstone));
-        }
+        // Step 1 (now): persist the mark, drop the entries from the index.
+        let mut batch = Batch::with_capacity(2);
         batch.put(
             encoding::META_COMPACT_REVISION.to_vec(),
             encoding::encode_u64(rev as u64).to_vec(),
@@ -261,6 +392,10 @@ impl Store {
         if record_index {
             state.consistent_index = consistent_index;
         }
+        // Step 2 (background): delete the records, oldest first.
+        let mut keys: Vec<Vec<u8>> = plan.iter().map(|(r, t)| r.to_key(*t)).collect();
+        keys.sort();
+        self.compactor.schedule(keys);
         tracing::debug!(
             rev,
             dropped = plan.len(),

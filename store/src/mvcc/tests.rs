@@ -92,6 +92,7 @@ both!(
     limit_count_keys_only,
     compaction,
     compaction_of_everything_deleted,
+    interrupted_compaction_is_finished_on_open,
     reopen_rebuilds_state,
     history_events,
     consistent_index,
@@ -306,6 +307,7 @@ fn txn_without_writes(h: &mut Harness) {
     assert_eq!(s.consistent_index(), 9);
     assert_eq!(s.write().end(0).unwrap(), vec![]);
     assert_eq!(s.consistent_index(), 9);
+    s.wait_compacted();
     assert_eq!(h.records(), 1);
     // A deleted key deleted again writes nothing either.
     del(&s, "a", "");
@@ -422,6 +424,7 @@ fn compaction(h: &mut Harness) {
     put(&s, "c", "1"); // 6
     del(&s, "c", ""); // 7
     put(&s, "a", "3"); // 8
+    s.wait_compacted();
     assert_eq!(h.records(), 7);
     assert!(matches!(s.compact(9, 0), Err(Error::FutureRevision)));
     assert!(matches!(s.compact(0, 0), Err(Error::Compacted)));
@@ -429,6 +432,7 @@ fn compaction(h: &mut Harness) {
     s.compact(5, 0).unwrap();
     assert_eq!(s.compact_revision(), 5);
     // a@2 dropped (a@3 is the newest <= 5); b's tombstone at 5 and b@4 dropped.
+    s.wait_compacted();
     assert_eq!(h.records(), 4); // a@3, c@6, c@7, a@8
     assert!(matches!(s.range(b"a", b"", &at(4)), Err(Error::Compacted)));
     assert_eq!(get(&s, "a", 5), Some(kv("a", "2", 2, 3, 2)));
@@ -447,6 +451,7 @@ fn compaction(h: &mut Harness) {
     assert_eq!(get(&s, "a", 0), Some(kv("a", "4", 2, 9, 4)));
 
     s.compact(7, 0).unwrap();
+    s.wait_compacted();
     assert_eq!(h.records(), 3); // a@3 (a's value at 7), a@8, a@9
     assert_eq!(get(&s, "c", 7), None);
     assert_eq!(get(&s, "a", 7), Some(kv("a", "2", 2, 3, 2)));
@@ -461,6 +466,7 @@ fn compaction(h: &mut Harness) {
     assert_eq!(get(&s, "a", 8), Some(kv("a", "3", 2, 8, 3)));
     assert!(matches!(s.compact(7, 0), Err(Error::Compacted)));
     s.compact(9, 0).unwrap();
+    s.wait_compacted();
     assert_eq!(h.records(), 1);
     assert_eq!(get(&s, "a", 9), Some(kv("a", "4", 2, 9, 4)));
 }
@@ -471,6 +477,7 @@ fn compaction_of_everything_deleted(h: &mut Harness) {
     put(&s, "b", "1"); // 3
     del(&s, "a", "c"); // 4
     s.compact(4, 0).unwrap();
+    s.wait_compacted();
     assert_eq!(h.records(), 0);
     assert_eq!(s.key_count(), 0);
     assert_eq!(keys(&s, &[0], &[0], &at(4)), Vec::<String>::new());
@@ -482,6 +489,45 @@ fn compaction_of_everything_deleted(h: &mut Harness) {
     );
     assert_eq!(put(&s, "a", "2"), None);
     assert_eq!(get(&s, "a", 0), Some(kv("a", "2", 5, 5, 1)));
+}
+
+/// A member stopped while the background compactor was deleting: the records
+/// it had not deleted yet (here: a tombstone whose put was already gone, and a
+/// superseded value) are recognised on open, kept out of every read, and
+/// deleted again.
+fn interrupted_compaction_is_finished_on_open(h: &mut Harness) {
+    let s = h.open();
+    put(&s, "a", "1"); // 2
+    put(&s, "b", "1"); // 3
+    del(&s, "a", ""); // 4
+    put(&s, "b", "2"); // 5
+    put(&s, "c", "1"); // 6
+    let backend = h.backend();
+    let all: Vec<(Vec<u8>, Vec<u8>)> = backend
+        .scan(&[], REVISIONS_END)
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(all.len(), 5);
+    s.compact(5, 0).unwrap();
+    s.wait_compacted();
+    assert_eq!(h.records(), 2, "b@5 and c@6 stay");
+    drop(s);
+    // Put back the tombstone a@4 and the old value b@3, as if their deletion
+    // never happened (a@2 was deleted: oldest first).
+    let mut batch = super::Batch::new();
+    batch.put(all[2].0.clone(), all[2].1.clone());
+    batch.put(all[1].0.clone(), all[1].1.clone());
+    backend.apply(batch).unwrap();
+    drop(backend);
+    let s = h.reopen();
+    assert_eq!(
+        (s.current_revision(), s.compact_revision(), s.key_count()),
+        (6, 5, 2)
+    );
+    assert_eq!(keys(&s, &[0], &[0], &at(5)), vec!["b"]);
+    assert_eq!(get(&s, "b", 5), Some(kv("b", "2", 3, 5, 2)));
+    s.wait_compacted();
+    assert_eq!(h.records(), 2, "the leftovers are deleted again");
 }
 
 /// Writes a mixed history, then checks that a reopened store answers every

@@ -182,6 +182,11 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
         progress: !a.quiet,
     };
     anyhow::ensure!(cfg.nodes >= 1, "--nodes must be at least 1");
+    anyhow::ensure!(
+        !(cfg.unsafe_stale_reads && db == run::DbKind::Etcd),
+        "--unsafe-stale-reads is a keel mode; etcd has none"
+    );
+    anyhow::ensure!(cfg.rate > 0.0, "--rate must be positive");
     let outcome = run::run(&cfg)?;
     print!("{}", run::summary::table(&cfg, &outcome));
     Ok(ExitCode::from(if outcome.interrupted {

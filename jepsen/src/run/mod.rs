@@ -205,10 +205,14 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     // Clients, pinned round robin to members.
     let n_clients = cfg.nodes * cfg.clients_per_node.max(1);
     let pace = Duration::from_secs_f64(n_clients as f64 / cfg.rate.max(0.1));
+    // One attempt per call: keel-client retries a call whose error looks like
+    // a connection problem, and a write whose connection was reset after it was
+    // sent may have been applied; the workload must see that first error to
+    // record it as unknown, not a later "connection refused" as a failure.
     let opts = keel_client::Options {
         dial_timeout: Duration::from_secs(1),
         request_timeout: cfg.op_timeout,
-        max_attempts: 2,
+        max_attempts: 1,
     };
     let mut clients = Vec::new();
     for p in 0..n_clients {

@@ -76,6 +76,8 @@ pub struct Cluster {
     members: Vec<Member>,
     procs: Mutex<Vec<Proc>>,
     netns: Option<Netns>,
+    /// Crashes seen so far (see [`Cluster::crashes`]).
+    crashed: Mutex<Vec<String>>,
 }
 
 /// Time allowed for a plain HTTP call to a member.
@@ -125,6 +127,7 @@ impl Cluster {
             procs: Mutex::new((0..members.len()).map(|_| Proc::default()).collect()),
             members,
             netns,
+            crashed: Mutex::new(Vec::new()),
         };
         for i in 0..c.len() {
             c.spawn(i)?;
@@ -209,10 +212,26 @@ impl Cluster {
     pub fn kill(&self, i: usize) {
         let mut procs = self.procs();
         if let Some(mut c) = procs[i].child.take() {
+            if let Ok(Some(status)) = c.try_wait() {
+                // It had died on its own: remember the crash.
+                self.lost(i, status.to_string());
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
         procs[i].paused = false;
+    }
+
+    fn lost(&self, i: usize, status: String) {
+        let text = format!(
+            "{} exited on its own ({status}); log tail:\n{}",
+            self.members[i].name,
+            self.log_tail(i, 10)
+        );
+        self.crashed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(text);
     }
 
     /// SIGSTOPs member `i`.
@@ -295,6 +314,18 @@ impl Cluster {
             }
             _ => None,
         }
+    }
+
+    /// Members whose process exited without the harness killing it (a crash),
+    /// each with its exit status and log tail; they are reaped, so a later
+    /// [`Cluster::heal_all`] restarts them.
+    pub fn crashes(&self) -> Vec<String> {
+        for i in 0..self.len() {
+            if let Some(status) = self.exited(i) {
+                self.lost(i, status);
+            }
+        }
+        std::mem::take(&mut *self.crashed.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The member that says it leads, among those up.

@@ -173,6 +173,9 @@ pub fn page(cfg: &Config, o: &Outcome, records: &[Record]) -> String {
     for w in &o.warnings {
         let _ = write!(h, "<p>warning: {}</p>", esc(w));
     }
+    for c in &o.crashes {
+        let _ = write!(h, "<p class=\"bad\">member crash:</p><pre>{}</pre>", esc(c));
+    }
     for c in o.checks.iter().filter(|c| !c.valid) {
         let _ = write!(
             h,

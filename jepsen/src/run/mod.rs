@@ -113,14 +113,16 @@ pub struct Outcome {
     pub info: u64,
     /// Faults skipped and heal errors: the run still counts, but say so.
     pub warnings: Vec<String>,
+    /// Members that exited without being killed (a crash fails the run).
+    pub crashes: Vec<String>,
     pub interrupted: bool,
     pub seconds: f64,
 }
 
 impl Outcome {
-    /// Every checker valid and the cluster recovered.
+    /// Every checker valid, no member crashed, and the cluster recovered.
     pub fn valid(&self) -> bool {
-        self.recovery.ok && self.checks.iter().all(|c| c.valid)
+        self.recovery.ok && self.crashes.is_empty() && self.checks.iter().all(|c| c.valid)
     }
 }
 
@@ -182,7 +184,9 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         },
     )?);
     {
-        let (stop, interrupted, cluster) = (stop.clone(), interrupted.clone(), cluster.clone());
+        // A weak handle: the members must die when the run drops the cluster.
+        let (stop, interrupted) = (stop.clone(), interrupted.clone());
+        let cluster = Arc::downgrade(&cluster);
         rt.spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!(
@@ -191,8 +195,10 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
                 interrupted.store(true, Ordering::SeqCst);
                 stop.store(true, Ordering::SeqCst);
                 if tokio::signal::ctrl_c().await.is_ok() {
-                    for i in 0..cluster.len() {
-                        cluster.kill(i);
+                    if let Some(cluster) = cluster.upgrade() {
+                        for i in 0..cluster.len() {
+                            cluster.kill(i);
+                        }
                     }
                     std::process::exit(2);
                 }
@@ -267,6 +273,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
     if let Some(p) = progress {
         let _ = p.join();
     }
+    let crashes = cluster.crashes();
     if let Err(e) = cluster.heal_all() {
         warnings.push(format!("final heal: {e}"));
     }
@@ -307,6 +314,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         fail: recorder.counts.fail.load(Ordering::Relaxed),
         info: recorder.counts.info.load(Ordering::Relaxed),
         warnings,
+        crashes,
         interrupted: was_interrupted,
         seconds: started.elapsed().as_secs_f64(),
     };

@@ -38,6 +38,9 @@ pub fn table(cfg: &Config, o: &Outcome) -> String {
     for w in &o.warnings {
         let _ = writeln!(s, "warning: {w}");
     }
+    for c in &o.crashes {
+        let _ = writeln!(s, "CRASH: {c}");
+    }
     for c in o.checks.iter().filter(|c| !c.valid) {
         let _ = writeln!(s, "\n{}:\n{}", c.name, c.text);
     }

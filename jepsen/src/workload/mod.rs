@@ -217,3 +217,40 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Workload>> {
 
 /// Names accepted by [`by_name`].
 pub const NAMES: &[&str] = &["register"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::Status;
+
+    fn kind(s: Status) -> EventType {
+        outcome_of_error(&keel_client::Error::Status(s)).kind
+    }
+
+    #[test]
+    fn only_surely_unapplied_errors_are_failures() {
+        assert_eq!(
+            kind(Status::unavailable("etcdserver: leader changed")),
+            EventType::Info
+        );
+        assert_eq!(
+            kind(Status::unavailable("etcdserver: request timed out")),
+            EventType::Info
+        );
+        assert_eq!(kind(Status::deadline_exceeded("deadline")), EventType::Info);
+        assert_eq!(kind(Status::unknown("transport error")), EventType::Info);
+        assert_eq!(kind(Status::internal("boom")), EventType::Info);
+        assert_eq!(
+            kind(Status::unavailable("tcp connect error")),
+            EventType::Fail
+        );
+        assert_eq!(
+            kind(Status::invalid_argument("etcdserver: key is not provided")),
+            EventType::Fail
+        );
+        assert_eq!(
+            kind(Status::resource_exhausted("too large")),
+            EventType::Fail
+        );
+    }
+}

@@ -18,6 +18,7 @@ pub mod bench;
 pub mod checker;
 pub mod cluster;
 pub mod db;
+pub mod elle;
 mod error;
 pub mod hash;
 pub mod history;

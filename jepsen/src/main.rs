@@ -202,6 +202,26 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
 enum ModelArg {
     Register,
     Kv,
+    /// list-append transactions, checked Elle-style for strict serializability.
+    ListAppend,
+}
+
+/// `check --model list-append`: exit 0 strict-serializable, 1 not.
+fn check_list_append(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let txns = keel_jepsen::elle::txns(&keel_jepsen::history::own::parse(&lines)?)?;
+    let report = keel_jepsen::elle::check(&txns);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("strict-serializable: {}", report.valid());
+        println!("{} txns, {} committed", report.txns, report.committed);
+        for a in &report.anomalies {
+            println!("{}: {}", a.kind, a.explanation);
+        }
+    }
+    Ok(ExitCode::from(if report.valid() { 0 } else { 1 }))
 }
 
 fn main() -> ExitCode {
@@ -225,11 +245,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             threads,
             file,
         } => {
-            let history = History::read(&file)?;
             let model = match model {
                 ModelArg::Register => ModelKind::Register,
                 ModelArg::Kv => ModelKind::Kv,
+                ModelArg::ListAppend => return check_list_append(&file, json),
             };
+            let history = History::read(&file)?;
             let mut opts = Options {
                 partition: !no_partition,
                 ..Options::default()

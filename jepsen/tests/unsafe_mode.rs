@@ -6,6 +6,8 @@
 //! 2. The same workload and faults on normal keel: valid.
 //! 3. Real etcd 3.4 under kill faults: valid (skipped with a note when etcd is
 //!    not installed, unless KEEL_REQUIRE_TOOLS=1).
+//! 4. The list-append workload (Elle-style checker): the stale-read mode shows
+//!    real-time cycles; normal keel under kills and partitions has none.
 //!
 //! The tests run one at a time (a lock), each a real `keel-jepsen test` run.
 //!
@@ -149,5 +151,51 @@ fn etcd_is_valid_under_kills() {
         "3",
     ]);
     assert!(out.contains("linearizable: true"), "{out}");
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn list_append_catches_stale_reads() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = keel_bin();
+    let mut args = vec![
+        "--workload",
+        "list-append",
+        "--keel-bin",
+        bin.to_str().unwrap(),
+        "--unsafe-stale-reads",
+        "--time-limit",
+        "20",
+    ];
+    args.extend_from_slice(PARTITIONS);
+    let (code, out) = jepsen(&args);
+    assert!(
+        out.contains("realtime"),
+        "no real-time anomaly found:\n{out}"
+    );
+    assert_eq!(code, 1, "{out}");
+}
+
+#[test]
+fn list_append_on_keel_is_strict_serializable() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = keel_bin();
+    let (code, out) = jepsen(&[
+        "--workload",
+        "list-append",
+        "--keel-bin",
+        bin.to_str().unwrap(),
+        "--nemesis",
+        "kill,partition",
+        "--interval",
+        "6",
+        "--heal-after",
+        "3",
+        "--time-limit",
+        "20",
+        "--seed",
+        "5",
+    ]);
+    assert!(out.contains("no anomaly"), "{out}");
     assert_eq!(code, 0, "{out}");
 }

@@ -830,6 +830,9 @@ async fn a_member_without_a_leader_ends_hasleader_watches() {
     c.client().put("h", "1").await.unwrap();
     let leader = c.wait_leader(Duration::from_secs(10));
     let victim = (leader + 1) % 3;
+    // A linearizable read on the victim: it has applied "h" = 1 before the
+    // watches start from its current revision.
+    assert!(c.member_client(victim).get("h").await.unwrap().is_some());
     let url = c.members[victim].url();
     let open = |with_leader: bool| {
         let url = url.clone();

@@ -323,7 +323,7 @@ impl Workload for ListAppend {
             text.push_str(&format!("{}: {}\n", a.kind, a.explanation));
         }
         Ok(vec![Check {
-            name: "strict-serializable (list-append, Elle)".into(),
+            name: "strict-serializable (Elle)".into(),
             valid: report.valid(),
             summary: if report.valid() {
                 format!(

@@ -1,7 +1,8 @@
 //! `keel bench` end to end: the real binary against a real etcd 3.4 started on
 //! free loopback ports in a temp dir (skipped with one line when `etcd` is not
 //! installed, unless KEEL_REQUIRE_TOOLS=1) and against a keel member, checking
-//! the `--json` report; `fsync` and an unreachable endpoint need no server.
+//! the `--json` report (for `watch`: no event missing); `fsync` and an
+//! unreachable endpoint need no server.
 
 mod common;
 
@@ -102,6 +103,26 @@ fn bench_against_real_etcd() {
         "--json",
     ]);
     check_report(&txn, "txn-put", 30);
+
+    let watch = bench_json(&[
+        "--endpoints",
+        &ep,
+        "--conns",
+        "2",
+        "--clients",
+        "2",
+        "watch",
+        "--streams",
+        "4",
+        "--watch-per-stream",
+        "10",
+        "--put-total",
+        "100",
+        "--shared-conns",
+        "--json",
+    ]);
+    check_report(&watch, "watch", 400);
+    assert_eq!(watch["watch"]["events_missing"], 0, "{watch}");
 }
 
 #[test]
@@ -176,4 +197,59 @@ fn bench_against_keel() {
         "--json",
     ]);
     check_report(&range, "range", 20);
+}
+
+#[test]
+fn watch_against_keel() {
+    let keel = common::Cluster::start(1);
+    let ep = keel.members[0].endpoint();
+    let v = bench_json(&[
+        "--endpoints",
+        &ep,
+        "--conns",
+        "2",
+        "--clients",
+        "2",
+        "watch",
+        "--streams",
+        "4",
+        "--watch-per-stream",
+        "10",
+        "--put-total",
+        "100",
+        "--json",
+    ]);
+    // 100 puts over the 10 watched keys; every stream has one watcher per key.
+    check_report(&v, "watch", 400);
+    let w = &v["watch"];
+    assert_eq!(w["watchers"], 40, "{v}");
+    assert_eq!(w["puts"], 100, "{v}");
+    assert_eq!(w["events_expected"], 400, "{v}");
+    assert_eq!(w["events_received"], 400, "{v}");
+    assert_eq!(w["events_missing"], 0, "{v}");
+    assert_eq!(
+        (
+            w["events_duplicate"].as_u64(),
+            w["events_unexpected"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{v}"
+    );
+
+    let l = bench_json(&[
+        "--endpoints",
+        &ep,
+        "watch-latency",
+        "--streams",
+        "3",
+        "--watchers-per-stream",
+        "2",
+        "--put-total",
+        "20",
+        "--put-rate",
+        "200",
+        "--json",
+    ]);
+    check_report(&l, "watch-latency", 120);
+    assert_eq!(l["watch"]["events_missing"], 0, "{l}");
 }

@@ -10,8 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 /// `keel bench [global flags] <workload> [workload flags]`.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Global options")]
-#[command(after_help = "Not yet: watch, watch-latency, lease-keepalive \
-    (they will come with keel's watch and lease services).")]
+#[command(after_help = "Not yet: lease-keepalive (it will come with keel's lease service).")]
 pub struct BenchArgs {
     /// gRPC endpoints, comma separated (host:port or http://host:port).
     #[arg(
@@ -45,7 +44,7 @@ pub struct BenchArgs {
     pub cmd: BenchCmd,
 }
 
-/// The workloads (`watch`, `watch-latency` and `lease-keepalive` are not yet here).
+/// The workloads (`lease-keepalive` is not yet here).
 #[derive(Subcommand, Debug, Clone)]
 pub enum BenchCmd {
     /// Put keys: random or sequential within a key space.
@@ -56,6 +55,11 @@ pub enum BenchCmd {
     TxnPut(TxnPutArgs),
     /// Measure the disk's fdatasync latency (4 KiB writes), to set beside put figures.
     Fsync(FsyncArgs),
+    /// Watch streams × watchers on the watched keys, put to those keys, and measure
+    /// each event's delivery latency (put sent to event received) and any event missed.
+    Watch(WatchArgs),
+    /// Watchers on one key, puts to it at --put-rate: the delivery latency of each event.
+    WatchLatency(WatchLatencyArgs),
 }
 
 impl BenchCmd {
@@ -66,6 +70,8 @@ impl BenchCmd {
             BenchCmd::Range(_) => "range",
             BenchCmd::TxnPut(_) => "txn-put",
             BenchCmd::Fsync(_) => "fsync",
+            BenchCmd::Watch(_) => "watch",
+            BenchCmd::WatchLatency(_) => "watch-latency",
         }
     }
 }
@@ -166,6 +172,90 @@ pub struct FsyncArgs {
     /// Bytes written before each fdatasync.
     #[arg(long, default_value_t = 4096)]
     pub block_size: usize,
+}
+
+/// Flags of `watch`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct WatchArgs {
+    /// Number of gRPC watch streams, spread over --conns round-robin.
+    #[arg(long, default_value_t = 10)]
+    pub streams: u64,
+    /// Watchers on each stream; watcher i watches key i mod --watched-key-total.
+    #[arg(long, default_value_t = 10)]
+    pub watch_per_stream: u64,
+    /// Number of distinct watched keys (default: --watch-per-stream, one key per
+    /// watcher of a stream).
+    #[arg(long, alias = "key-space-size")]
+    pub watched_key_total: Option<u64>,
+    /// Total number of puts, put j to watched key j mod --watched-key-total.
+    #[arg(long, default_value_t = 10000)]
+    pub put_total: u64,
+    /// Maximum puts per second (0: no limit); the puts come from --clients clients.
+    #[arg(long, default_value_t = 0)]
+    pub put_rate: u64,
+    /// Key size in bytes.
+    #[arg(long, default_value_t = 32)]
+    pub key_size: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 32)]
+    pub val_size: usize,
+    /// Send the puts over the streams' connections (as a client that shares one
+    /// connection between its watches and its requests, like kube-apiserver)
+    /// instead of over a connection of their own (as etcd's tool).
+    #[arg(long)]
+    pub shared_conns: bool,
+    /// After the puts, keep every stream open this long (e.g. 30s), to measure the
+    /// server's memory with the watchers in place.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    #[serde(serialize_with = "ser_duration")]
+    pub hold: Duration,
+}
+
+impl WatchArgs {
+    /// The number of distinct watched keys.
+    pub fn watched_keys(&self) -> u64 {
+        self.watched_key_total.unwrap_or(self.watch_per_stream)
+    }
+}
+
+/// Flags of `watch-latency`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct WatchLatencyArgs {
+    /// Number of gRPC watch streams, spread over --conns round-robin.
+    #[arg(long, default_value_t = 10)]
+    pub streams: u64,
+    /// Watchers on each stream, all on the one key.
+    #[arg(long, default_value_t = 1)]
+    pub watchers_per_stream: u64,
+    /// Total number of puts to the key.
+    #[arg(long, default_value_t = 1000)]
+    pub put_total: u64,
+    /// Puts per second (0: no limit).
+    #[arg(long, default_value_t = 100)]
+    pub put_rate: u64,
+    /// Key size in bytes.
+    #[arg(long, default_value_t = 32)]
+    pub key_size: usize,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 32)]
+    pub val_size: usize,
+}
+
+impl From<&WatchLatencyArgs> for WatchArgs {
+    /// `watch-latency` is `watch` with one watched key.
+    fn from(a: &WatchLatencyArgs) -> WatchArgs {
+        WatchArgs {
+            streams: a.streams,
+            watch_per_stream: a.watchers_per_stream,
+            watched_key_total: Some(1),
+            put_total: a.put_total,
+            put_rate: a.put_rate,
+            key_size: a.key_size,
+            val_size: a.val_size,
+            shared_conns: false,
+            hold: Duration::ZERO,
+        }
+    }
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -319,9 +409,78 @@ mod tests {
             "a workload is required"
         );
         assert!(
-            Top::try_parse_from(["keel", "bench", "watch"]).is_err(),
+            Top::try_parse_from(["keel", "bench", "lease-keepalive"]).is_err(),
             "not yet"
         );
+    }
+
+    #[test]
+    fn watch_flags() {
+        let b = parse(&[
+            "--conns",
+            "2",
+            "--clients",
+            "2",
+            "watch",
+            "--streams",
+            "4",
+            "--watch-per-stream",
+            "10",
+            "--put-total",
+            "100",
+            "--put-rate=1000",
+            "--key-size=8",
+            "--val-size=256",
+            "--hold=30s",
+            "--shared-conns",
+            "--json",
+        ]);
+        assert!(b.json);
+        assert_eq!(b.cmd.name(), "watch");
+        let BenchCmd::Watch(w) = b.cmd else { panic!() };
+        assert_eq!(
+            (w.streams, w.watch_per_stream, w.put_total, w.put_rate),
+            (4, 10, 100, 1000)
+        );
+        assert_eq!((w.key_size, w.val_size), (8, 256));
+        assert_eq!(w.hold, Duration::from_secs(30));
+        assert!(w.shared_conns);
+        assert_eq!(w.watched_keys(), 10, "one key per watcher of a stream");
+
+        let BenchCmd::Watch(w) = parse(&["watch", "--watched-key-total", "3"]).cmd else {
+            panic!()
+        };
+        assert_eq!(w.watched_keys(), 3);
+        let BenchCmd::Watch(w) = parse(&["watch", "--key-space-size", "7"]).cmd else {
+            panic!()
+        };
+        assert_eq!(w.watched_keys(), 7, "alias");
+
+        let BenchCmd::Watch(w) = parse(&["watch"]).cmd else {
+            panic!()
+        };
+        assert_eq!(
+            (w.streams, w.watch_per_stream, w.put_total),
+            (10, 10, 10000)
+        );
+        assert_eq!((w.put_rate, w.hold), (0, Duration::ZERO));
+        assert!(
+            !w.shared_conns,
+            "puts on a connection of their own, as etcd's tool"
+        );
+
+        let b = parse(&["watch-latency", "--streams=3", "--put-total=50"]);
+        assert_eq!(b.cmd.name(), "watch-latency");
+        let BenchCmd::WatchLatency(l) = b.cmd else {
+            panic!()
+        };
+        assert_eq!(
+            (l.streams, l.watchers_per_stream, l.put_total, l.put_rate),
+            (3, 1, 50, 100)
+        );
+        let w = WatchArgs::from(&l);
+        assert_eq!((w.streams, w.watch_per_stream, w.watched_keys()), (3, 1, 1));
+        assert!(Top::try_parse_from(["keel", "bench", "watch", "--hold", "soon"]).is_err());
     }
 
     #[test]

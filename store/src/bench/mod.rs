@@ -6,9 +6,10 @@
 //!
 //! Map: [`args`] holds the flags; [`conn`] opens the channels and finds the
 //! leader; [`keys`] makes keys and values; [`limiter`] paces `--rate`; [`run`]
-//! drives request workloads, which [`workloads`] defines; [`fsync`] measures the
-//! disk; [`report`] summarises and prints. `watch`, `watch-latency` and
-//! `lease-keepalive` are not yet here: they will be drivers beside [`run`].
+//! drives request workloads, which [`workloads`] defines; [`watch`] drives the
+//! stream workloads `watch` and `watch-latency` (its puts through [`run`]);
+//! [`fsync`] measures the disk; [`report`] summarises and prints.
+//! `lease-keepalive` is not yet here.
 
 pub mod args;
 pub mod conn;
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod limiter;
 pub mod report;
 pub mod run;
+pub mod watch;
 pub mod workloads;
 
 use std::io::Write;
@@ -24,7 +26,10 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context};
 
-pub use args::{BenchArgs, BenchCmd, Consistency, FsyncArgs, PutArgs, RangeArgs, TxnPutArgs};
+pub use args::{
+    BenchArgs, BenchCmd, Consistency, FsyncArgs, PutArgs, RangeArgs, TxnPutArgs, WatchArgs,
+    WatchLatencyArgs,
+};
 pub use report::{Outcome, Report, RunMeta};
 
 use limiter::Limiter;
@@ -89,7 +94,7 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
         clients: args.clients,
         limiter: Limiter::new(rate),
     };
-    let (outcome, params) = match &args.cmd {
+    let (outcome, params, watch) = match &args.cmd {
         BenchCmd::Put(p) => {
             let w = Arc::new(workloads::Put::new(p)?);
             let compactor = (!p.compact_interval.is_zero()).then(|| {
@@ -109,7 +114,7 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
             if let Some(c) = compactor {
                 c.abort();
             }
-            (o, serde_json::to_value(p)?)
+            (o, serde_json::to_value(p)?, None)
         }
         BenchCmd::Range(r) => {
             let w = Arc::new(workloads::Range::new(r));
@@ -120,7 +125,7 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
                 progress_bar(r.total, show),
             )
             .await;
-            (o, serde_json::to_value(r)?)
+            (o, serde_json::to_value(r)?, None)
         }
         BenchCmd::TxnPut(t) => {
             let w = Arc::new(workloads::TxnPut::new(t)?);
@@ -131,11 +136,41 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
                 progress_bar(t.total, show),
             )
             .await;
-            (o, serde_json::to_value(t)?)
+            (o, serde_json::to_value(t)?, None)
+        }
+        BenchCmd::Watch(w) => {
+            let put_channels = put_channels(w, &channels, &meta.endpoints, args).await?;
+            let bar = progress_bar(w.put_total, show);
+            let (o, stats) = watch::run(w, &channels, &put_channels, args.clients, bar).await?;
+            (o, serde_json::to_value(w)?, Some(stats))
+        }
+        BenchCmd::WatchLatency(l) => {
+            let w = WatchArgs::from(l);
+            let put_channels = put_channels(&w, &channels, &meta.endpoints, args).await?;
+            let bar = progress_bar(w.put_total, show);
+            let (o, stats) = watch::run(&w, &channels, &put_channels, 1, bar).await?;
+            (o, serde_json::to_value(l)?, Some(stats))
         }
         BenchCmd::Fsync(_) => unreachable!("handled above"),
     };
-    Ok(Report::new(args.cmd.name(), &outcome, meta, params))
+    let mut report = Report::new(args.cmd.name(), &outcome, meta, params);
+    report.watch = watch;
+    Ok(report)
+}
+
+/// The channels `watch` puts over: the streams' own with `--shared-conns`, else
+/// one more connection (etcd's tool puts over a connection of its own).
+async fn put_channels(
+    w: &WatchArgs,
+    streams: &[tonic::transport::Channel],
+    urls: &[String],
+    args: &BenchArgs,
+) -> anyhow::Result<Vec<tonic::transport::Channel>> {
+    if w.shared_conns {
+        Ok(streams.to_vec())
+    } else {
+        conn::connect(urls, 1, args.dial_timeout).await
+    }
 }
 
 /// `fsync`, which needs no endpoint.

@@ -10,6 +10,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::watch::WatchStats;
+
 /// The percentiles of the text report's "Latency distribution", as etcd's.
 const DISTRIBUTION: [f64; 8] = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9];
 /// Buckets of the latency histogram (plus one for the slowest), as etcd's.
@@ -84,6 +86,26 @@ pub struct Latency {
     pub stddev: f64,
 }
 
+impl Latency {
+    /// The figures of a histogram in microseconds (all zero when it is empty).
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let q = |p: f64| ms(h.value_at_quantile(p) as f64);
+        Latency {
+            avg: ms(h.mean()),
+            min: ms(h.min() as f64),
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: ms(h.max() as f64),
+            stddev: ms(h.stdev()),
+        }
+    }
+}
+
 /// One bar of the latency histogram: requests at most `le_ms` (and above the
 /// previous bar's bound).
 #[derive(Debug, Clone, Serialize)]
@@ -125,6 +147,10 @@ pub struct Report {
     pub meta: RunMeta,
     /// The workload's flags.
     pub params: serde_json::Value,
+    /// `watch` and `watch-latency`: streams, puts and events (the latency above is
+    /// then the events' delivery latency, and requests are events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchStats>,
 }
 
 fn ms(us: f64) -> f64 {
@@ -144,20 +170,7 @@ impl Report {
         let errors: u64 = outcome.errors.values().sum();
         let secs = outcome.elapsed.as_secs_f64();
         let q = |p: f64| ms(h.value_at_quantile(p) as f64);
-        let latency = if ok == 0 {
-            Latency::default()
-        } else {
-            Latency {
-                avg: ms(h.mean()),
-                min: ms(h.min() as f64),
-                p50: q(0.50),
-                p90: q(0.90),
-                p99: q(0.99),
-                p999: q(0.999),
-                max: ms(h.max() as f64),
-                stddev: ms(h.stdev()),
-            }
-        };
+        let latency = Latency::of(h);
         Report {
             workload: workload.to_string(),
             total: ok + errors,
@@ -180,6 +193,7 @@ impl Report {
             },
             meta,
             params,
+            watch: None,
         }
     }
 
@@ -250,6 +264,9 @@ impl Report {
             for p in &self.distribution {
                 let _ = writeln!(out, "  {}% in {} secs.", p.pct, s(p.ms));
             }
+        }
+        if let Some(w) = &self.watch {
+            w.write_text(&mut out, f);
         }
         if !self.errors_by_code.is_empty() {
             let _ = writeln!(out, "\nError distribution:");

@@ -242,7 +242,9 @@ impl Server {
                     .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        // tonic's own tcp_nodelay does not apply to a given listener:
+                        // set it on every accepted socket (else Nagle delays replies).
+                        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                         async move {
                             let _ = stop.wait_for(|s| *s).await;
                         },
@@ -265,7 +267,9 @@ impl Server {
                     .tcp_nodelay(true)
                     .add_service(svc)
                     .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        // tonic's own tcp_nodelay does not apply to a given listener:
+                        // set it on every accepted socket (else Nagle delays replies).
+                        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                         async move {
                             let _ = stop.wait_for(|s| *s).await;
                         },

@@ -244,7 +244,8 @@ impl Server {
                     .serve_with_incoming_shutdown(
                         // tonic's own tcp_nodelay does not apply to a given listener:
                         // set it on every accepted socket (else Nagle delays replies).
-                        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                        tonic::transport::server::TcpIncoming::from(listener)
+                            .with_nodelay(Some(true)),
                         async move {
                             let _ = stop.wait_for(|s| *s).await;
                         },
@@ -269,7 +270,8 @@ impl Server {
                     .serve_with_incoming_shutdown(
                         // tonic's own tcp_nodelay does not apply to a given listener:
                         // set it on every accepted socket (else Nagle delays replies).
-                        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                        tonic::transport::server::TcpIncoming::from(listener)
+                            .with_nodelay(Some(true)),
                         async move {
                             let _ = stop.wait_for(|s| *s).await;
                         },

@@ -12,14 +12,21 @@
 //! the Raft index it came from, atomically with the write, so a restart replays
 //! exactly the entries after it.
 //!
-//! Left out here: leases (every lease id is unknown until the lease issue), auth
-//! and alarms.
+//! Leases: a put names an existing lease or fails ("requested lease not
+//! found"); after each write the [`Lessor`] follows the keys that moved between
+//! leases (from the write's events: a put with another lease moves the key, a
+//! delete detaches it). LeaseGrant writes the lease record; LeaseRevoke deletes
+//! every attached key and the record in one write transaction, so at one
+//! revision on every member.
+//!
+//! Left out here: auth and alarms.
 
 use std::sync::Arc;
 
 use keel_proto::etcdserverpb::{
     compare, request_op, response_op, CompactionRequest, CompactionResponse, Compare,
-    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
     RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use keel_proto::mvccpb;
@@ -28,6 +35,7 @@ use prost::Message as _;
 
 use crate::consensus::StateMachine;
 use crate::error::{Error, Result};
+use crate::lease::Lessor;
 use crate::metrics::Metrics;
 use crate::mvcc::{KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 use crate::watch::Hub;
@@ -39,30 +47,41 @@ pub enum Response {
     DeleteRange(DeleteRangeResponse),
     Txn(TxnResponse),
     Compaction(CompactionResponse),
+    LeaseGrant(LeaseGrantResponse),
+    LeaseRevoke(LeaseRevokeResponse),
 }
 
-/// The replicated state machine: MVCC plus (later) leases, auth and alarms.
+/// The replicated state machine: MVCC and leases (later: auth and alarms).
 pub struct Applier {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
+    lessor: Arc<Lessor>,
     applied: u64,
 }
 
 impl Applier {
-    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, hub: Arc<Hub>) -> Applier {
+    pub fn new(
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        hub: Arc<Hub>,
+        lessor: Arc<Lessor>,
+    ) -> Applier {
         let applied = store.consistent_index();
         Applier {
             store,
             metrics,
             hub,
+            lessor,
             applied,
         }
     }
 
-    /// Ends a write transaction and hands its events to the watchers.
+    /// Ends a write transaction, lets the lessor follow the keys it moved and
+    /// hands its events to the watchers.
     fn commit(&self, txn: WriteTxn<'_>, index: u64) -> Result<()> {
         let events = txn.end(index)?;
+        self.lessor.apply_events(&events);
         if let Some(first) = events.first() {
             self.hub.notify(first.kv.mod_revision, events);
         }
@@ -74,7 +93,8 @@ impl Applier {
         match req {
             R::Put(p) => {
                 self.metrics.mvcc_put_total.inc();
-                check_put(&mut self.store.write_view(), &p)?;
+                let lessor = &self.lessor;
+                check_put(&mut self.store.write_view(), &p, &|id| lessor.exists(id))?;
                 let mut txn = self.store.write();
                 let resp = put(&mut txn, &p)?;
                 self.commit(txn, index)?;
@@ -91,7 +111,8 @@ impl Applier {
                 self.metrics.mvcc_txn_total.inc();
                 let mut txn = self.store.write();
                 let path = compare_path(&mut txn, &t)?;
-                check_txn(&mut txn, &t, &path)?;
+                let lessor = &self.lessor;
+                check_txn(&mut txn, &t, &path, &|id| lessor.exists(id))?;
                 let mut resp = TxnResponse {
                     header: Some(ResponseHeader::default()),
                     succeeded: path[0],
@@ -107,10 +128,41 @@ impl Applier {
                 Ok(Response::Txn(resp))
             }
             R::Compaction(c) => self.compact(index, &c),
+            R::LeaseGrant(g) => self.lease_grant(index, &g),
+            R::LeaseRevoke(r) => self.lease_revoke(index, &r),
             _ => Err(Error::InvalidArgument(
                 "etcdserver: this request type is not supported yet".into(),
             )),
         }
+    }
+
+    fn lease_grant(&mut self, index: u64, g: &LeaseGrantRequest) -> Result<Response> {
+        let mut txn = self.store.write();
+        let ttl = self.lessor.grant(&mut txn, g.id, g.ttl)?;
+        self.commit(txn, index)?;
+        self.lessor.granted(g.id, ttl);
+        Ok(Response::LeaseGrant(LeaseGrantResponse {
+            header: Some(ResponseHeader {
+                revision: self.store.current_revision(),
+                ..Default::default()
+            }),
+            id: g.id,
+            ttl,
+            error: String::new(),
+        }))
+    }
+
+    fn lease_revoke(&mut self, index: u64, r: &LeaseRevokeRequest) -> Result<Response> {
+        let mut txn = self.store.write();
+        self.lessor.revoke(&mut txn, r.id)?;
+        self.commit(txn, index)?;
+        self.lessor.revoked(r.id);
+        Ok(Response::LeaseRevoke(LeaseRevokeResponse {
+            header: Some(ResponseHeader {
+                revision: self.store.current_revision(),
+                ..Default::default()
+            }),
+        }))
     }
 
     fn compact(&mut self, index: u64, c: &CompactionRequest) -> Result<Response> {
@@ -308,11 +360,10 @@ pub fn range(view: &mut dyn KvRead, r: &RangeRequest) -> Result<RangeResponse> {
     })
 }
 
-fn lease_exists(_id: i64) -> bool {
-    false
-}
+/// Whether a lease exists (the lessor's answer, or a stub in read-only paths).
+type LeaseExists<'a> = &'a dyn Fn(i64) -> bool;
 
-fn check_put(view: &mut dyn KvRead, p: &PutRequest) -> Result<()> {
+fn check_put(view: &mut dyn KvRead, p: &PutRequest, lease_exists: LeaseExists<'_>) -> Result<()> {
     if p.ignore_value || p.ignore_lease {
         let rr = view.range(&p.key, &[], &RangeOptions::default())?;
         if rr.kvs.is_empty() {
@@ -452,16 +503,21 @@ fn compare_kv(c: &Compare, target: compare::CompareTarget, kv: &KeyValue) -> boo
 /// Checks the ops on the chosen path before anything runs (so a failing txn
 /// writes nothing): puts need their lease and, with ignore_*, their key; ranges
 /// need a readable revision.
-fn check_txn(view: &mut dyn KvRead, t: &TxnRequest, path: &[bool]) -> Result<usize> {
+fn check_txn(
+    view: &mut dyn KvRead,
+    t: &TxnRequest,
+    path: &[bool],
+    lease_exists: LeaseExists<'_>,
+) -> Result<usize> {
     let ops = if path[0] { &t.success } else { &t.failure };
     let mut used = 0;
     for op in ops {
         match &op.request {
             Some(request_op::Request::RequestTxn(inner)) => {
-                let n = check_txn(view, inner, &path[1 + used..])?;
+                let n = check_txn(view, inner, &path[1 + used..], lease_exists)?;
                 used += n + 1;
             }
-            Some(request_op::Request::RequestPut(p)) => check_put(view, p)?,
+            Some(request_op::Request::RequestPut(p)) => check_put(view, p, lease_exists)?,
             Some(request_op::Request::RequestRange(r)) => {
                 if r.revision > view.rev() {
                     return Err(Error::FutureRevision);
@@ -559,7 +615,7 @@ pub fn txn_is_read_only(t: &TxnRequest) -> bool {
 pub fn read_only_txn(store: &Store, t: &TxnRequest) -> Result<TxnResponse> {
     let mut view = store.read_view();
     let path = compare_path(&mut view, t)?;
-    check_txn(&mut view, t, &path)?;
+    check_txn(&mut view, t, &path, &|_| true)?;
     let mut resp = TxnResponse {
         header: Some(ResponseHeader {
             revision: view.rev(),

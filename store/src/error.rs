@@ -25,6 +25,17 @@ pub enum Error {
     KeyNotFound,
     #[error("etcdserver: requested lease not found")]
     LeaseNotFound,
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    /// A leader-only call reached a member that is not the leader.
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// Errors of the Lock and Election services, which etcd sends with code
+    /// Unknown and the concurrency package's message.
+    #[error("{0}")]
+    Concurrency(String),
     #[error("etcdserver: no leader")]
     NoLeader,
     #[error("etcdserver: leader changed")]
@@ -69,6 +80,10 @@ impl Error {
             | Error::RequestTooLarge
             | Error::InvalidArgument(_) => Code::InvalidArgument,
             Error::LeaseNotFound => Code::NotFound,
+            Error::LeaseExists => Code::FailedPrecondition,
+            Error::LeaseTtlTooLarge => Code::OutOfRange,
+            Error::NotLeader => Code::Unavailable,
+            Error::Concurrency(_) => Code::Unknown,
             Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => {
                 Code::Unavailable
             }

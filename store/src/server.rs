@@ -14,19 +14,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keel_proto::etcdserverpb::kv_server::KvServer;
+use keel_proto::etcdserverpb::lease_server::LeaseServer;
 use keel_proto::etcdserverpb::watch_server::WatchServer;
+use keel_proto::peer::lease_peer_server::LeasePeerServer;
 use keel_proto::peer::peer_server::PeerServer;
+use keel_proto::v3electionpb::election_server::ElectionServer;
+use keel_proto::v3lockpb::lock_server::LockServer;
 use raft::eraftpb::ConfState;
 use raft::RawNode;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::apply::Applier;
+use crate::concurrency::service::{ElectionService, LockService};
+use crate::concurrency::Recipes;
 use crate::config::{Config, MemberConfig};
 use crate::consensus::driver::Driver;
 use crate::consensus::{self, logger};
 use crate::error::{Error, Result};
 use crate::kv::{Identity, Kv, StoreNode};
+use crate::lease::service::{LeasePeerService, LeaseService};
+use crate::lease::{Leases, Lessor};
 use crate::metrics::Metrics;
 use crate::mvcc::{SledBackend, Store};
 use crate::raftlog::SledStorage;
@@ -165,7 +173,8 @@ impl Server {
         )?;
         let single_voter = storage.conf_state().voters.len() == 1;
         let hub = Hub::new(store.clone());
-        let applier = Applier::new(store.clone(), metrics.clone(), hub.clone());
+        let lessor = Arc::new(Lessor::open(&store, min_lease_ttl(&cfg))?);
+        let applier = Applier::new(store.clone(), metrics.clone(), hub.clone(), lessor.clone());
         let driver = Driver::new(
             raw,
             applier,
@@ -198,8 +207,20 @@ impl Server {
             cfg.max_txn_ops,
         )
         .with_unsafe_stale_reads(cfg.unsafe_stale_reads);
+        let leases = Leases::new(
+            kv.clone(),
+            lessor,
+            cfg.initial_cluster
+                .iter()
+                .map(|m| (m.id, m.peer_urls.clone()))
+                .collect(),
+            cfg.election_timeout(),
+            cfg.request_timeout(),
+        );
+        let recipes = Recipes::new(leases.clone(), hub.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(leases.clone().run_expiry(stop_rx.clone()));
 
         // Client port: gRPC (KV, health) and HTTP/1 (health, version, metrics).
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -223,6 +244,9 @@ impl Server {
                     .max_decoding_message_size(max_recv)
                     .max_encoding_message_size(usize::MAX),
                 )
+                .add_service(LeaseServer::new(LeaseService(leases.clone())))
+                .add_service(LockServer::new(LockService(recipes.clone())))
+                .add_service(ElectionServer::new(ElectionService(recipes.clone())))
                 .add_service(health_service.clone());
             let routes = builder.routes();
             let mut router = routes.into_axum_router();
@@ -262,11 +286,13 @@ impl Server {
                 filter.clone(),
             ))
             .max_decoding_message_size(usize::MAX);
+            let lease_peer = LeasePeerServer::new(LeasePeerService(leases.clone()));
             let mut stop = stop_rx.clone();
             tasks.spawn(async move {
                 tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(svc)
+                    .add_service(lease_peer)
                     .serve_with_incoming_shutdown(
                         // tonic's own tcp_nodelay does not apply to a given listener:
                         // set it on every accepted socket (else Nagle delays replies).
@@ -339,6 +365,12 @@ impl Server {
         db.flush()?;
         result
     }
+}
+
+/// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to seconds.
+fn min_lease_ttl(cfg: &Config) -> i64 {
+    let ms = cfg.election_timeout().as_millis() as i64 * 3 / 2;
+    (ms + 999) / 1000
 }
 
 async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {

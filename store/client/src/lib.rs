@@ -10,9 +10,14 @@
 //!
 //! Watch ([`watch`]) resumes on another member from the last revision seen.
 //!
-//! Left out for now: leases, lock/election, auth and TLS (later issues
-//! extend this client).
+//! Leases ([`lease`]): grant, revoke, time-to-live, list, and a background
+//! keep-alive that resumes on another member. Lock and election
+//! ([`concurrency`]): etcd's `Lock` and `Election` services.
+//!
+//! Left out for now: auth and TLS (later issues extend this client).
 
+pub mod concurrency;
+pub mod lease;
 pub mod watch;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +30,7 @@ pub use keel_proto::etcdserverpb::{
     RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 pub use keel_proto::mvccpb::KeyValue;
+pub use lease::{KeepAlive, KeepAliveEvent};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 pub use watch::{Event, EventType, WatchMessage, WatchOptions, WatchStream};
@@ -254,11 +260,20 @@ impl Client {
         F: Fn(KvClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
+        self.call_on(repeatable, |ch| f(raw_kv(ch))).await
+    }
+
+    /// Like `call`, for any service on the endpoint's channel.
+    pub(crate) async fn call_on<T, F, Fut>(&self, repeatable: bool, f: F) -> Result<T>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
+    {
         let n = self.channels.len();
         let mut last = None;
         for attempt in 0..self.opts.max_attempts.max(1) {
             let i = self.current.load(Ordering::Relaxed) % n;
-            match f(raw_kv(self.channels[i].clone())).await {
+            match f(self.channels[i].clone()).await {
                 Ok(r) => return Ok(r.into_inner()),
                 Err(s) => {
                     let retry = unreachable(&s) || (repeatable && server_busy(&s));

@@ -12,13 +12,17 @@
 //! used iff something was written; a dropped transaction (not ended, or whose
 //! batch failed) takes its index entries back out.
 //!
+//! Records outside the revision keyspace (lease records) can ride in the same
+//! batch ([`WriteTxn::put_record`]), so that a lease change and the key changes
+//! it causes are atomic.
+//!
 //! Leaves out: request validation (duplicate keys in a txn, sizes, leases),
 //! which happens before the store. After an op fails, drop the transaction to
 //! abandon it; ending it commits the ops that succeeded.
 
 use std::sync::MutexGuard;
 
-use super::backend::Batch;
+use super::backend::{Batch, BatchOp};
 use super::encoding;
 use super::key_index::KeyRange;
 use super::store::{check_read_rev, collect_range, Store};
@@ -37,6 +41,9 @@ pub struct WriteTxn<'a> {
     live_delta: isize,
     /// Set once the changes are applied and published.
     committed: bool,
+    /// Records outside the revision keyspace (e.g. leases) written in the same
+    /// batch as the changes.
+    extra: Vec<BatchOp>,
 }
 
 impl<'a> WriteTxn<'a> {
@@ -48,7 +55,22 @@ impl<'a> WriteTxn<'a> {
             events: Vec::new(),
             live_delta: 0,
             committed: false,
+            extra: Vec::new(),
         }
+    }
+
+    /// Writes `key` = `value` in this transaction's batch, beside the MVCC
+    /// changes, without a revision. `key` must lie outside the revision and
+    /// meta keyspaces (first byte in `0x80..0xff`); used for lease records.
+    pub fn put_record(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        debug_assert!(key.first().is_some_and(|b| (0x80..0xff).contains(b)));
+        self.extra.push(BatchOp::Put(key, value));
+    }
+
+    /// Deletes a record written with [`WriteTxn::put_record`].
+    pub fn delete_record(&mut self, key: Vec<u8>) {
+        debug_assert!(key.first().is_some_and(|b| (0x80..0xff).contains(b)));
+        self.extra.push(BatchOp::Delete(key));
     }
 
     /// The main revision this transaction commits at if it writes.
@@ -189,10 +211,16 @@ impl<'a> WriteTxn<'a> {
     /// recorded one). Returns the changes as events, in order.
     pub fn end(mut self, consistent_index: u64) -> Result<Vec<Event>> {
         let record_index = consistent_index > self.store.read_state().consistent_index;
-        if self.events.is_empty() && !record_index {
+        if self.events.is_empty() && !record_index && self.extra.is_empty() {
             return Ok(Vec::new());
         }
-        let mut batch = Batch::with_capacity(self.events.len() + 1);
+        let mut batch = Batch::with_capacity(self.events.len() + self.extra.len() + 1);
+        for op in std::mem::take(&mut self.extra) {
+            match op {
+                BatchOp::Put(k, v) => batch.put(k, v),
+                BatchOp::Delete(k) => batch.delete(k),
+            }
+        }
         for (sub, event) in self.events.iter().enumerate() {
             let rev = Revision::new(self.rev, sub as i64);
             match event.kind {

@@ -29,7 +29,7 @@ enum Cmd {
     Store(StoreFlags),
     /// Load generator for any etcd-API endpoint (keel or etcd), after etcd's benchmark tool.
     ///
-    /// `keel bench [--endpoints E --conns N --clients N ...] put|range|txn-put|fsync`.
+    /// `keel bench [--endpoints E --conns N --clients N ...] put|range|txn-put|watch|watch-latency|fsync`.
     Bench(keel_store::bench::BenchArgs),
 }
 

@@ -386,6 +386,8 @@ async fn lock_is_exclusive_and_released_by_unlock_or_lease() {
     assert_eq!(c.lock("mutex", l1).await.unwrap().key, held.key);
     let c2 = keel.member_client(1);
     let waiter = tokio::spawn(async move { c2.lock("mutex", l2).await });
+    // Queue the third contender surely after the second.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let c3 = keel.member_client(2);
     let third = tokio::spawn(async move { c3.lock("mutex", l3).await });
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -449,4 +451,89 @@ async fn election_campaign_proclaim_observe_resign() {
     // The old leader key no longer proclaims.
     let e = c.proclaim(leader_key, "late").await.unwrap_err();
     assert_eq!(e.to_string(), "election: not leader");
+}
+
+/// Rough rates (not a pass/fail test; `cargo test --test lease -- --ignored
+/// --nocapture`): grants, keep-alives (on the leader and forwarded by a
+/// follower) and revokes per second on a 3-member cluster, 16 clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn lease_rates() {
+    use keel_proto::etcdserverpb::lease_client::LeaseClient;
+    use keel_proto::etcdserverpb::LeaseKeepAliveRequest;
+    let keel = Cluster::start(3);
+    let leader = keel.wait_leader(Duration::from_secs(5));
+    let follower = (leader + 1) % 3;
+    let c = keel.member_client(leader);
+    const CLIENTS: usize = 16;
+    const PER_CLIENT: usize = 200;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let c = c.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..PER_CLIENT {
+                ids.push(c.lease_grant(60, 0).await.unwrap().id);
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    let grants = ids.len() as f64 / started.elapsed().as_secs_f64();
+    for (name, member) in [("leader", leader), ("follower", follower)] {
+        let url = keel.members[member].url();
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for &id in ids.iter().take(CLIENTS) {
+            let url = url.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut lc = LeaseClient::connect(url).await.unwrap();
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                let mut s = lc
+                    .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                let mut n = 0u64;
+                let until = Instant::now() + Duration::from_secs(2);
+                while Instant::now() < until {
+                    tx.send(LeaseKeepAliveRequest { id }).await.unwrap();
+                    s.message().await.unwrap().unwrap();
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut n = 0;
+        for t in tasks {
+            n += t.await.unwrap();
+        }
+        println!(
+            "keep-alive via {name}: {:.0}/s",
+            n as f64 / started.elapsed().as_secs_f64()
+        );
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for chunk in ids.chunks(PER_CLIENT) {
+        let c = c.clone();
+        let chunk = chunk.to_vec();
+        tasks.push(tokio::spawn(async move {
+            for id in chunk {
+                c.lease_revoke(id).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let revokes = ids.len() as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "grant: {grants:.0}/s, revoke: {revokes:.0}/s ({} leases, {CLIENTS} clients)",
+        ids.len()
+    );
 }

@@ -184,7 +184,10 @@ impl Recipes {
                     // Wait for the first put under the prefix.
                     let mut w = self.watch(&prefix, &prefix_end(&prefix), header.revision)?;
                     loop {
-                        let (_, events) = w.next().await?;
+                        let (_, events) = tokio::select! {
+                            next = w.next() => next?,
+                            _ = tx.closed() => return Ok(()),
+                        };
                         if let Some(e) = events.iter().find(|e| e.kind == EventKind::Put) {
                             header = self.kv.header(e.kv.mod_revision);
                             break to_pb(e.kv.clone());

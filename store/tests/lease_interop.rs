@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{require_tool, Cluster, Etcd};
+use common::{same_on_etcd_and_keel, Cluster};
 
 /// One step: run to completion, or run in the background for a while, then
 /// stop it with SIGTERM (etcdctl then unlocks / resigns, as on Ctrl-C).
@@ -266,31 +266,9 @@ fn run_script(etcdctl: &std::path::Path, endpoint: &str) -> Vec<String> {
 
 #[test]
 fn etcdctl_lease_lock_elect_match_etcd() {
-    let Some(etcdctl) = require_tool("etcdctl", "etcd-client") else {
+    let Some(got) = same_on_etcd_and_keel("etcdctl steps", run_script) else {
         return;
     };
-    let Some(etcd_bin) = require_tool("etcd", "etcd-server") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let etcd = Etcd::start(&etcd_bin, dir.path());
-    let expected = run_script(&etcdctl, &etcd.endpoint());
-    drop(etcd);
-    let keel = Cluster::start(1);
-    let got = run_script(&etcdctl, &keel.members[0].endpoint());
-    let mut mismatches = Vec::new();
-    for (e, g) in expected.iter().zip(got.iter()) {
-        if e != g {
-            mismatches.push(format!("=== etcd:\n{e}=== keel:\n{g}"));
-        }
-    }
-    assert!(
-        mismatches.is_empty(),
-        "{} of {} etcdctl steps differ:\n{}",
-        mismatches.len(),
-        expected.len(),
-        mismatches.join("\n")
-    );
     let all = got.join("\n");
     if std::env::var_os("KEEL_PRINT_TRANSCRIPT").is_some() {
         println!("{all}");

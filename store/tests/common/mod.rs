@@ -371,3 +371,34 @@ impl Drop for Etcd {
         let _ = self.child.wait();
     }
 }
+
+/// Runs the same etcdctl transcript against a fresh real etcd 3.4 and a fresh
+/// keel member and asserts that every entry matches; returns keel's transcript.
+/// `None` (after `require_tool`'s skip line) when etcdctl or etcd is missing.
+pub fn same_on_etcd_and_keel(
+    what: &str,
+    run: impl Fn(&Path, &str) -> Vec<String>,
+) -> Option<Vec<String>> {
+    let etcdctl = require_tool("etcdctl", "etcd-client")?;
+    let etcd_bin = require_tool("etcd", "etcd-server")?;
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start(&etcd_bin, dir.path());
+    let expected = run(&etcdctl, &etcd.endpoint());
+    drop(etcd);
+    let keel = Cluster::start(1);
+    let got = run(&etcdctl, &keel.members[0].endpoint());
+    let mismatches: Vec<String> = expected
+        .iter()
+        .zip(got.iter())
+        .filter(|(e, g)| e != g)
+        .map(|(e, g)| format!("=== etcd:\n{e}=== keel:\n{g}"))
+        .collect();
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} {what} differ:\n{}",
+        mismatches.len(),
+        expected.len(),
+        mismatches.join("\n")
+    );
+    Some(got)
+}

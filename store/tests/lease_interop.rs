@@ -109,12 +109,16 @@ impl Ids {
         format!("LEASE{}", *self.order.entry(id).or_insert(n))
     }
 
-    /// Replaces lease ids: 16-digit hex words and long decimal numbers.
+    /// Replaces lease ids: hex words (etcd prints them unpadded, so 13 to 16
+    /// digits, with a letter unless all 16) and long decimal numbers.
     fn normalise(&mut self, text: &str) -> String {
         let mut out = String::new();
         let mut word = String::new();
         let flush = |word: &mut String, out: &mut String, ids: &mut Ids| {
-            if word.len() == 16 && word.chars().all(|c| c.is_ascii_hexdigit()) {
+            let hex = (13..=16).contains(&word.len())
+                && word.chars().all(|c| c.is_ascii_hexdigit())
+                && (word.len() == 16 || word.chars().any(|c| c.is_ascii_alphabetic()));
+            if hex {
                 if let Ok(v) = u64::from_str_radix(word, 16) {
                     out.push_str(&ids.label(v));
                     word.clear();

@@ -27,3 +27,27 @@ pub mod transport;
 pub mod watch;
 
 pub use error::{Error, Result};
+
+/// Helpers shared by unit tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    /// Opens a sled database at `path`, waiting while a database just dropped
+    /// in this process still holds the directory's lock: sled's background
+    /// threads let go of it shortly after the last handle is dropped, so an
+    /// immediate reopen can meet `WouldBlock`.
+    pub fn open_sled(path: &Path) -> sled::Db {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match sled::open(path) {
+                Ok(db) => return db,
+                Err(e) if crate::server::is_lock_conflict(&e) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("cannot open sled at {}: {e}", path.display()),
+            }
+        }
+    }
+}

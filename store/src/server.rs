@@ -73,12 +73,10 @@ impl Server {
             .flush_every_ms(None)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    Error::Config(format!(
-                        "data dir {} is in use by another process",
-                        cfg.data_dir.display()
-                    ))
-                }
+                e if is_lock_conflict(&e) => Error::Config(format!(
+                    "data dir {} is in use by another process",
+                    cfg.data_dir.display()
+                )),
                 other => Error::Sled(other),
             })?;
         let storage = SledStorage::open(&db)?;
@@ -451,4 +449,17 @@ fn encode_members(members: &[MemberConfig]) -> String {
         .map(|m| serde_json::json!({"id": format!("{:x}", m.id), "name": m.name, "peer_urls": m.peer_urls}))
         .collect();
     serde_json::Value::Array(list).to_string()
+}
+
+/// Whether sled failed to open because another handle holds the data dir's
+/// lock. sled reports it as an `Other` I/O error wrapping the `EWOULDBLOCK`
+/// from `flock`, so the kind alone does not tell.
+pub(crate) fn is_lock_conflict(e: &sled::Error) -> bool {
+    match e {
+        sled::Error::Io(io) => {
+            io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
 }

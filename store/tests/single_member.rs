@@ -387,6 +387,26 @@ fn bad_flags_and_foreign_data_dirs_are_refused() {
         err.contains("belongs to member") && err.contains(&data_dir),
         "{err}"
     );
+
+    // A data dir held by a running member is refused by a second process.
+    c.spawn(0);
+    c.wait_healthy(0, Duration::from_secs(20));
+    let mut args = c.args(0);
+    for flag in ["--listen-client-urls", "--listen-peer-urls"] {
+        let pos = args.iter().position(|a| a == flag).unwrap();
+        args[pos + 1] = format!("http://127.0.0.1:{}", common::free_port());
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is in use by another process") && err.contains(&data_dir),
+        "{err}"
+    );
+    assert!(c.members[0].is_running());
 }
 
 #[test]

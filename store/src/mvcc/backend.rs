@@ -262,7 +262,7 @@ mod tests {
     #[test]
     fn sled_backend() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::testutil::open_sled(dir.path());
         let b = SledBackend::new(db.open_tree("mvcc").unwrap());
         exercise(&b);
         assert_eq!(b.size().unwrap(), 3 + 2);

@@ -43,7 +43,7 @@ impl Harness {
         let db = match &self.db {
             Some(db) => db.clone(),
             None => {
-                let db = sled::open(self.dir.path()).unwrap();
+                let db = crate::testutil::open_sled(self.dir.path());
                 self.db = Some(db.clone());
                 db
             }

@@ -47,7 +47,7 @@ fn ctx() -> GetEntriesContext {
 /// A storage in a fresh temp dir (the dir must outlive the storage).
 fn fresh() -> (TempDir, SledStorage) {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::testutil::open_sled(dir.path());
     let storage = SledStorage::open(&db).unwrap();
     (dir, storage)
 }
@@ -418,7 +418,7 @@ fn reopen_after_flush_returns_identical_state() {
         )
     };
     let before = {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::testutil::open_sled(dir.path());
         let storage = SledStorage::open(&db).unwrap();
         storage
             .initialize_with_conf_state(conf_state(&[1, 2, 3]))
@@ -444,7 +444,7 @@ fn reopen_after_flush_returns_identical_state() {
         storage.flush().unwrap();
         seen(&storage)
     };
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::testutil::open_sled(dir.path());
     let storage = SledStorage::open(&db).unwrap();
     assert!(!storage.is_empty());
     assert_eq!(seen(&storage), before);
@@ -457,7 +457,7 @@ fn reopen_after_flush_returns_identical_state() {
     storage.flush().unwrap();
     let before = seen(&storage);
     drop((storage, db));
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::testutil::open_sled(dir.path());
     let storage = SledStorage::open(&db).unwrap();
     assert_eq!(seen(&storage), before);
     assert_eq!(storage.term(30), Ok(4));
@@ -468,7 +468,7 @@ fn reopen_after_flush_returns_identical_state() {
 fn open_refuses_a_log_with_a_gap() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::testutil::open_sled(dir.path());
         let storage = SledStorage::open(&db).unwrap();
         storage
             .append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
@@ -479,7 +479,7 @@ fn open_refuses_a_log_with_a_gap() {
             .unwrap();
         db.flush().unwrap();
     }
-    let db = sled::open(dir.path()).unwrap();
+    let db = crate::testutil::open_sled(dir.path());
     let err = SledStorage::open(&db).unwrap_err();
     assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
 }

@@ -6,8 +6,10 @@
 //! Data dir layout: `<data-dir>/member/db` is one sled database holding the Raft
 //! log and state (trees of [`crate::raftlog`]), the MVCC history (tree `mvcc`)
 //! and this member's identity (tree `meta`: cluster id, member id, name, the
-//! bootstrap member list). A data dir that belongs to another member or cluster
-//! is refused; sled's file lock refuses a second process on the same dir.
+//! bootstrap member list); `<data-dir>/member/snap` holds snapshot images
+//! received from the leader (see [`crate::consensus::snapshot`]). A data dir
+//! that belongs to another member or cluster is refused; sled's file lock
+//! refuses a second process on the same dir.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,7 +31,8 @@ use crate::apply::Applier;
 use crate::concurrency::service::{ElectionService, LockService};
 use crate::concurrency::Recipes;
 use crate::config::{Config, MemberConfig};
-use crate::consensus::driver::Driver;
+use crate::consensus::driver::{Driver, LogRetention};
+use crate::consensus::snapshot::{self, SnapDir};
 use crate::consensus::{self, logger};
 use crate::error::{Error, Result};
 use crate::kv::{Identity, Kv, StoreNode};
@@ -54,6 +57,7 @@ pub struct Server {
     db: sled::Db,
     storage: SledStorage,
     store: Arc<Store>,
+    snaps: SnapDir,
 }
 
 impl Server {
@@ -86,6 +90,12 @@ impl Server {
             db.clone(),
             db.open_tree("mvcc")?,
         )))?);
+        let snaps = SnapDir::open(dir.join("snap"))?;
+        snapshot::recover(&snaps, &storage, |image| {
+            store
+                .install_image(&mut std::fs::File::open(image)?)
+                .map(|_| ())
+        })?;
         tracing::info!(
             name = %cfg.name,
             member = format!("{:x}", cfg.member_id),
@@ -100,6 +110,7 @@ impl Server {
             db,
             storage,
             store,
+            snaps,
         })
     }
 
@@ -110,6 +121,7 @@ impl Server {
             db,
             storage,
             store,
+            snaps,
         } = self;
         let metrics = Arc::new(Metrics::new());
         let filter = Arc::new(LinkFilter::default());
@@ -141,7 +153,27 @@ impl Server {
             peers,
             node.clone(),
             filter.clone(),
+            store.clone(),
+            metrics.clone(),
         );
+        // A follower that needs a snapshot gets the metadata at our applied
+        // index; the transport streams the state's image beside it.
+        {
+            let status = node.status().clone();
+            let st = storage.clone();
+            storage.set_snapshot_provider(Box::new(move |_request_index| {
+                let index = status
+                    .applied_index
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .max(st.first_index() - 1);
+                let mut snap = raft::eraftpb::Snapshot::default();
+                let meta = snap.mut_metadata();
+                meta.index = index;
+                meta.term = raft::Storage::term(&st, index)?;
+                meta.set_conf_state(st.conf_state());
+                Ok(snap)
+            }));
+        }
 
         // raft-rs requires applied <= commit; the MVCC consistent index may be
         // durable a little ahead of the commit index in the hard state.
@@ -181,6 +213,12 @@ impl Server {
             node.status().clone(),
             metrics.clone(),
             cfg.heartbeat,
+            snaps.clone(),
+            LogRetention {
+                snapshot_count: cfg.snapshot_count,
+                catchup_entries: cfg.snapshot_catchup_entries,
+                crash_in_install: cfg.unsafe_crash_in_snapshot_install,
+            },
         );
         let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel();
         let driver_thread = std::thread::Builder::new()
@@ -282,6 +320,8 @@ impl Server {
                 cfg.member_id,
                 node.clone(),
                 filter.clone(),
+                snaps.clone(),
+                metrics.clone(),
             ))
             .max_decoding_message_size(usize::MAX);
             let lease_peer = LeasePeerServer::new(LeasePeerService(leases.clone()));
@@ -402,7 +442,7 @@ fn check_identity(cfg: &Config, meta: &sled::Tree, storage: &SledStorage) -> Res
                 voters: cfg.initial_cluster.iter().map(|m| m.id).collect(),
                 ..Default::default()
             };
-            storage.initialize_with_conf_state(cs)?;
+            storage.bootstrap(cs)?;
             meta.insert(META_CLUSTER_ID, &cfg.cluster_id.to_be_bytes())?;
             meta.insert(META_MEMBER_ID, &cfg.member_id.to_be_bytes())?;
             meta.insert(META_NAME, cfg.name.as_bytes())?;

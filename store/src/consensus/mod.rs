@@ -18,10 +18,13 @@
 //! - Raft types stay in this module and [`crate::transport`]; callers speak in
 //!   bytes (the encoded request) and the state machine's output type.
 //!
-//! Left out here: log compaction, snapshots and membership changes (later issues).
+//! Log truncation and snapshots: see [`snapshot`] (the driver truncates the
+//! log after `--snapshot-count` entries and installs snapshots raft-rs hands
+//! it). Left out here: membership changes.
 
 pub mod driver;
 pub mod logger;
+pub mod snapshot;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,6 +50,10 @@ pub trait StateMachine: Send + 'static {
 
     /// The index of the last applied entry.
     fn applied_index(&self) -> u64;
+
+    /// Replaces the whole state with the image in `image` (a Raft snapshot
+    /// being installed); afterwards `applied_index` is the image's.
+    fn restore(&mut self, image: &std::path::Path) -> Result<()>;
 }
 
 /// A message to the driver thread.
@@ -63,6 +70,10 @@ pub(crate) enum Command<O> {
     },
     Step(Box<raft::eraftpb::Message>),
     Unreachable(u64),
+    ReportSnapshot {
+        to: u64,
+        ok: bool,
+    },
     TransferLeader(u64),
     Campaign,
     Stop,
@@ -184,6 +195,11 @@ impl<O: Send + 'static> Node<O> {
     /// Tells Raft a peer could not be reached.
     pub fn report_unreachable(&self, peer: u64) {
         let _ = self.send(Command::Unreachable(peer));
+    }
+
+    /// Tells Raft how sending a snapshot to `to` ended.
+    pub fn report_snapshot(&self, to: u64, ok: bool) {
+        let _ = self.send(Command::ReportSnapshot { to, ok });
     }
 
     /// Asks the leader to hand leadership to `to`.

@@ -7,9 +7,11 @@
 //! serves /health, /version and /metrics; [`config`] parses etcd's flags;
 //! [`lease`] is the lessor and the Lease API; [`concurrency`] serves Lock and
 //! Election from leases, txns and watches;
-//! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint.
+//! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint;
+//! [`backup`] writes and checks the files of `snapshot save` / `restore`.
 
 pub mod apply;
+pub mod backup;
 pub mod bench;
 pub mod concurrency;
 pub mod config;

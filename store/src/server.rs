@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use keel_proto::etcdserverpb::kv_server::KvServer;
 use keel_proto::etcdserverpb::lease_server::LeaseServer;
-use keel_proto::etcdserverpb::watch_server::WatchServer;
 use keel_proto::peer::lease_peer_server::LeasePeerServer;
 use keel_proto::peer::peer_server::PeerServer;
 use keel_proto::v3electionpb::election_server::ElectionServer;
@@ -39,10 +38,11 @@ use crate::kv::{Identity, Kv, StoreNode};
 use crate::lease::service::{LeasePeerService, LeaseService};
 use crate::lease::{Leases, Lessor};
 use crate::metrics::Metrics;
-use crate::mvcc::{SledBackend, Store};
+use crate::mvcc::{ImageSummary, SledBackend, Store};
 use crate::raftlog::SledStorage;
 use crate::service::KvService;
 use crate::transport::{LinkFilter, PeerService, PeerTransport};
+use crate::watch::grpc::WatchServer;
 use crate::watch::stream::WatchService;
 use crate::watch::Hub;
 
@@ -269,17 +269,16 @@ impl Server {
                         .max_decoding_message_size(max_recv)
                         .max_encoding_message_size(usize::MAX),
                 )
-                .add_service(
-                    WatchServer::new(WatchService::new(
+                .add_service(WatchServer::new(
+                    WatchService::new(
                         hub.clone(),
                         kv.clone(),
                         cfg.max_request_bytes,
                         cfg.watch_progress_notify_interval,
                         cfg.election_timeout(),
-                    ))
-                    .max_decoding_message_size(max_recv)
-                    .max_encoding_message_size(usize::MAX),
-                )
+                    ),
+                    max_recv,
+                ))
                 .add_service(LeaseServer::new(LeaseService(leases.clone())))
                 .add_service(LockServer::new(LockService(recipes.clone())))
                 .add_service(ElectionServer::new(ElectionService(recipes.clone())))
@@ -403,6 +402,52 @@ impl Server {
         db.flush()?;
         result
     }
+}
+
+/// `keel snapshot restore`: builds the data dir of a member of a new cluster
+/// (described by `cfg`, as `keel store` would be started) from a backup file,
+/// with every key, revision, the compaction point and the leases of the
+/// backup. Every member restored from the same file with the same cluster
+/// flags starts from the same state and Raft log position.
+pub fn restore(
+    cfg: &Config,
+    backup_file: &std::path::Path,
+    skip_hash_check: bool,
+) -> Result<ImageSummary> {
+    let dir_in_use = std::fs::read_dir(&cfg.data_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if dir_in_use {
+        return Err(Error::Config(format!(
+            "data-dir {:?} exists",
+            cfg.data_dir.display().to_string()
+        )));
+    }
+    let summary = crate::backup::verify_backup(backup_file, skip_hash_check)?;
+    let mut cfg = cfg.clone();
+    cfg.new_cluster = true;
+    let server = Server::new(cfg)?;
+    server
+        .store
+        .install_image(&mut std::fs::File::open(backup_file)?)?;
+    // The Raft log starts after the restored state: a snapshot one past the
+    // backup's index, with the new cluster's membership.
+    let index = summary.consistent_index.max(1) + 1;
+    server.store.set_consistent_index(index)?;
+    let mut snap = raft::eraftpb::Snapshot::default();
+    let meta = snap.mut_metadata();
+    meta.index = index;
+    meta.term = 1;
+    meta.set_conf_state(server.storage.conf_state());
+    server.storage.apply_snapshot(&snap)?;
+    server.storage.flush()?;
+    tracing::info!(
+        revision = summary.revision,
+        records = summary.records,
+        index,
+        "restored a snapshot"
+    );
+    Ok(summary)
 }
 
 /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to seconds.

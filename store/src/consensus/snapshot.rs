@@ -56,6 +56,11 @@ impl SnapDir {
         Ok(SnapDir { path })
     }
 
+    /// The directory itself (also where temporary backups are written).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Where the image of the snapshot at `(term, index)` is kept.
     pub fn image_path(&self, term: u64, index: u64) -> PathBuf {
         self.path.join(format!("{term:016x}-{index:016x}.snap"))

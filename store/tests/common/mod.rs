@@ -322,6 +322,11 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start(etcd: &Path, dir: &Path) -> Etcd {
+        Etcd::start_with(etcd, dir, &[])
+    }
+
+    /// Starts etcd with extra flags.
+    pub fn start_with(etcd: &Path, dir: &Path, extra: &[&str]) -> Etcd {
         let client_port = free_port();
         let peer_port = free_port();
         let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
@@ -342,6 +347,7 @@ impl Etcd {
                 "--initial-cluster",
                 &format!("etcd0=http://127.0.0.1:{peer_port}"),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -379,13 +385,23 @@ pub fn same_on_etcd_and_keel(
     what: &str,
     run: impl Fn(&Path, &str) -> Vec<String>,
 ) -> Option<Vec<String>> {
+    same_on_etcd_and_keel_with(what, &[], run)
+}
+
+/// [`same_on_etcd_and_keel`] with extra flags given to both servers (flags
+/// both take, e.g. `--quota-backend-bytes`).
+pub fn same_on_etcd_and_keel_with(
+    what: &str,
+    flags: &[&str],
+    run: impl Fn(&Path, &str) -> Vec<String>,
+) -> Option<Vec<String>> {
     let etcdctl = require_tool("etcdctl", "etcd-client")?;
     let etcd_bin = require_tool("etcd", "etcd-server")?;
     let dir = tempfile::tempdir().unwrap();
-    let etcd = Etcd::start(&etcd_bin, dir.path());
+    let etcd = Etcd::start_with(&etcd_bin, dir.path(), flags);
     let expected = run(&etcdctl, &etcd.endpoint());
     drop(etcd);
-    let keel = Cluster::start(1);
+    let keel = Cluster::start_with(1, flags);
     let got = run(&etcdctl, &keel.members[0].endpoint());
     let mismatches: Vec<String> = expected
         .iter()

@@ -21,10 +21,10 @@
 //! persisted compact revision) and deletes them again.
 //!
 //! Bytes in use ([`Store::size_in_use`]): the keys and values of every history
-//! record and every record outside the revision keyspace (leases, alarms), meta
-//! keys aside. Counted by the scan in `open`, then kept up to date by each
+//! record, every record outside the revision keyspace (leases, alarms) and the
+//! meta keys. Counted by the scan in `open`, then kept up to date by each
 //! write transaction and by the background deleter as it removes compacted
-//! records. The backend quota (`--quota-backend-bytes`) is checked against it:
+//! records (the meta keys, of fixed sizes, are added when asked). The backend quota (`--quota-backend-bytes`) is checked against it:
 //! sled's files never shrink, so their size cannot tell when compaction has
 //! freed room (etcd needs a defragmentation for that; keel does not).
 //!
@@ -337,7 +337,14 @@ impl Store {
     /// Bytes of the records the store keeps (see the module doc); what the
     /// backend quota is checked against.
     pub fn size_in_use(&self) -> u64 {
-        self.in_use.load(Ordering::Relaxed)
+        // The meta keys exist once their values are set.
+        let meta = {
+            let state = self.read_state();
+            let size = |name: &[u8], set: bool| if set { name.len() as u64 + 8 } else { 0 };
+            size(encoding::META_CONSISTENT_INDEX, state.consistent_index > 0)
+                + size(encoding::META_COMPACT_REVISION, state.compact_rev > 0)
+        };
+        self.in_use.load(Ordering::Relaxed) + meta
     }
 
     /// The number of live keys.

@@ -31,10 +31,9 @@ use std::sync::Arc;
 
 use keel_proto::etcdserverpb::{
     compare, request_op, response_op, AlarmRequest, AlarmResponse, CompactionRequest,
-    CompactionResponse, Compare,
-    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use keel_proto::mvccpb;
 use keel_proto::peer::{internal_request, InternalRequest};

@@ -91,7 +91,12 @@ pub struct StoreFlags {
     #[arg(long, env = "KEEL_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
     /// Raise alarms when backend size exceeds the given quota. 0 means use the default quota (2 GiB); a negative value disables it.
-    #[arg(long, env = "KEEL_QUOTA_BACKEND_BYTES", default_value_t = 0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        env = "KEEL_QUOTA_BACKEND_BYTES",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
     pub quota_backend_bytes: i64,
     /// Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.
     #[arg(long, env = "KEEL_AUTO_COMPACTION_MODE", default_value = "periodic")]
@@ -100,7 +105,11 @@ pub struct StoreFlags {
     #[arg(long, env = "KEEL_AUTO_COMPACTION_RETENTION", default_value = "0")]
     pub auto_compaction_retention: String,
     /// Duration of time between cluster corruption check passes (0s: off).
-    #[arg(long, env = "KEEL_EXPERIMENTAL_CORRUPT_CHECK_TIME", default_value = "0s")]
+    #[arg(
+        long,
+        env = "KEEL_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+        default_value = "0s"
+    )]
     pub experimental_corrupt_check_time: String,
     /// Test-only: how often revision-mode auto compaction runs (etcd: 5m, fixed).
     #[arg(
@@ -223,12 +232,13 @@ impl StoreFlags {
         }
         let auto_compaction =
             parse_auto_compaction(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
-        let corrupt_check = parse_go_duration(&self.experimental_corrupt_check_time).map_err(|e| {
-            bad(format!(
-                "invalid value {:?} for flag -experimental-corrupt-check-time: {e}",
-                self.experimental_corrupt_check_time
-            ))
-        })?;
+        let corrupt_check =
+            parse_go_duration(&self.experimental_corrupt_check_time).map_err(|e| {
+                bad(format!(
+                    "invalid value {:?} for flag -experimental-corrupt-check-time: {e}",
+                    self.experimental_corrupt_check_time
+                ))
+            })?;
         if corrupt_check < 0 {
             return Err(bad(
                 "--experimental-corrupt-check-time must not be negative".into(),
@@ -802,7 +812,11 @@ mod tests {
         assert_eq!(c.corrupt_check_interval, Some(D::from_secs(120)));
         let c = parse(&[]).unwrap();
         assert_eq!(
-            (c.auto_compaction, c.quota_backend_bytes, c.corrupt_check_interval),
+            (
+                c.auto_compaction,
+                c.quota_backend_bytes,
+                c.corrupt_check_interval
+            ),
             (None, 0, None)
         );
     }

@@ -78,12 +78,11 @@ async fn health(
         .filter(|(k, _)| k == "exclude")
         .map(|(_, v)| v)
         .collect();
-    let alarmed = s
-        .kv
-        .alarms()
-        .get(0)
-        .iter()
-        .any(|a| !excluded.contains(&crate::maintenance::alarm::alarm_name(a.alarm)));
+    let alarmed =
+        s.kv.alarms()
+            .get(0)
+            .iter()
+            .any(|a| !excluded.contains(&crate::maintenance::alarm::alarm_name(a.alarm)));
     let ok = !alarmed
         && s.kv.node().status().has_leader()
         && matches!(

@@ -31,7 +31,9 @@ async fn kv(c: &Cluster, i: usize) -> KvClient<Channel> {
 }
 
 async fn maint(c: &Cluster, i: usize) -> MaintenanceClient<Channel> {
-    MaintenanceClient::connect(c.members[i].url()).await.unwrap()
+    MaintenanceClient::connect(c.members[i].url())
+        .await
+        .unwrap()
 }
 
 async fn status(c: &Cluster, i: usize) -> StatusResponse {
@@ -129,7 +131,7 @@ async fn status_and_hashes_agree_on_every_member() {
     for i in 0..3 {
         assert_eq!(caught_up(&c, i).await, rev);
         let st = status(&c, i).await;
-        let h = st.header.clone().unwrap();
+        let h = st.header.unwrap();
         ids.push(h.member_id);
         assert_eq!(st.version, "3.4.23");
         assert!(st.errors.is_empty(), "{st:?}");
@@ -177,7 +179,10 @@ async fn status_and_hashes_agree_on_every_member() {
     assert_eq!(hashes[1], hashes[3], "{hashes:?}");
     assert_eq!(hashes[1], hashes[5], "{hashes:?}");
     assert_eq!(hashes[0].0, ids[leader]);
-    assert_ne!(hashes[1].0, hashes[1].1, "history up to 40 hashes differently");
+    assert_ne!(
+        hashes[1].0, hashes[1].1,
+        "history up to 40 hashes differently"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,14 +225,19 @@ async fn move_leader_hands_over_and_refuses_as_etcd() {
         .await
         .unwrap()
         .into_inner();
-    assert!(r.header.is_none(), "etcd answers MoveLeader without a header");
+    assert!(
+        r.header.is_none(),
+        "etcd answers MoveLeader without a header"
+    );
     println!("leadership moved in {:?}", started.elapsed());
     // Once MoveLeader returns the target leads; every member agrees soon.
     assert_eq!(status(&c, target).await.leader, ids[target]);
     for i in 0..3 {
-        eventually(Duration::from_secs(5), "members to follow the new leader", || async {
-            (status(&c, i).await.leader == ids[target]).then_some(())
-        })
+        eventually(
+            Duration::from_secs(5),
+            "members to follow the new leader",
+            || async { (status(&c, i).await.leader == ids[target]).then_some(()) },
+        )
         .await;
     }
     assert_eq!(c.wait_leader(Duration::from_secs(5)), target);
@@ -365,7 +375,11 @@ async fn nospace_is_raised_for_the_cluster_and_recovered_from() {
     // put that does not fit raises the alarm again.
     let mut m = maint(&c, leader).await;
     let r = m
-        .alarm(alarm_req(AlarmAction::Deactivate, writer_id, AlarmType::Nospace))
+        .alarm(alarm_req(
+            AlarmAction::Deactivate,
+            writer_id,
+            AlarmType::Nospace,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -462,7 +476,10 @@ async fn periodic_auto_compaction_keeps_the_retention_window() {
             .find(|(t, _)| t.elapsed() < Duration::from_millis(1500))
             .map(|(_, r)| *r)
             .unwrap();
-        assert!(c_rev < recent, "compacted at {c_rev}, wrote {recent} <1.5s ago");
+        assert!(
+            c_rev < recent,
+            "compacted at {c_rev}, wrote {recent} <1.5s ago"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // A compaction every 2 s: at least two in 7 s, the later ones at revisions
@@ -870,7 +887,10 @@ fn run_maintenance_script(tool: &Path, endpoint: &str) -> Vec<String> {
     t.step(&["alarm", "disarm"]);
     t.step(&["alarm", "disarm", "-w", "json"]);
     let st = t.json(&["endpoint", "status", "-w", "json"]);
-    let me = format!("{:x}", st[0]["Status"]["header"]["member_id"].as_u64().unwrap());
+    let me = format!(
+        "{:x}",
+        st[0]["Status"]["header"]["member_id"].as_u64().unwrap()
+    );
     t.step_shown(&["move-leader", &me], "", false, &[&me]);
     t.step_shown(&["move-leader", &me, "-w", "json"], "", false, &[&me]);
     t.step(&["move-leader", "1234"]);
@@ -927,7 +947,10 @@ fn etcdctl_maintenance_commands_match_etcd() {
     // Not trivially empty: the alarm and its recovery are in the transcript.
     let all = got.join("\n");
     assert!(all.contains("alarm:NOSPACE"), "{all}");
-    assert!(all.contains("Finished defragmenting etcd member[EP]"), "{all}");
+    assert!(
+        all.contains("Finished defragmenting etcd member[EP]"),
+        "{all}"
+    );
     println!(
         "{} etcdctl maintenance steps print the same on keel as on etcd 3.4",
         got.len()
@@ -951,7 +974,12 @@ fn etcdctl_on_three_members_moves_the_leader() {
     assert!((0..3).all(|i| st[i]["Status"]["leader"].as_u64() == Some(ids[leader])));
     let target = (leader + 1) % 3;
     // Through every endpoint: etcdctl finds the leader itself.
-    let (out, err, code) = etcdctl(&tool, &all, &["move-leader", &format!("{:x}", ids[target])], "");
+    let (out, err, code) = etcdctl(
+        &tool,
+        &all,
+        &["move-leader", &format!("{:x}", ids[target])],
+        "",
+    );
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         out,
@@ -978,7 +1006,10 @@ fn etcdctl_on_three_members_moves_the_leader() {
     );
     assert_eq!((out.as_str(), code), ("", 128), "{err}");
     assert!(
-        err.contains(&format!("Error: no leader endpoint given at [{}]", followers.join(" "))),
+        err.contains(&format!(
+            "Error: no leader endpoint given at [{}]",
+            followers.join(" ")
+        )),
         "{err}"
     );
 }

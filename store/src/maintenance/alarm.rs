@@ -281,12 +281,37 @@ mod tests {
     fn raise_list_clear_and_reload() {
         let store = Store::open(Arc::new(MemoryBackend::new())).unwrap();
         let alarms = Alarms::open(&store).unwrap();
-        let r = run(&alarms, &store, req(AlarmAction::Activate, 7, AlarmType::Nospace), 1);
+        let r = run(
+            &alarms,
+            &store,
+            req(AlarmAction::Activate, 7, AlarmType::Nospace),
+            1,
+        );
         assert_eq!(r.alarms.len(), 1);
-        run(&alarms, &store, req(AlarmAction::Activate, 7, AlarmType::Nospace), 2);
-        run(&alarms, &store, req(AlarmAction::Activate, 0, AlarmType::Corrupt), 3);
-        run(&alarms, &store, req(AlarmAction::Activate, 3, AlarmType::Nospace), 4);
-        let all = run(&alarms, &store, req(AlarmAction::Get, 0, AlarmType::None), 5);
+        run(
+            &alarms,
+            &store,
+            req(AlarmAction::Activate, 7, AlarmType::Nospace),
+            2,
+        );
+        run(
+            &alarms,
+            &store,
+            req(AlarmAction::Activate, 0, AlarmType::Corrupt),
+            3,
+        );
+        run(
+            &alarms,
+            &store,
+            req(AlarmAction::Activate, 3, AlarmType::Nospace),
+            4,
+        );
+        let all = run(
+            &alarms,
+            &store,
+            req(AlarmAction::Get, 0, AlarmType::None),
+            5,
+        );
         assert_eq!(
             all.alarms
                 .iter()
@@ -308,12 +333,27 @@ mod tests {
         let reopened = Alarms::open(&store).unwrap();
         assert_eq!(reopened.get(0), alarms.get(0));
 
-        let r = run(&alarms, &store, req(AlarmAction::Deactivate, 9, AlarmType::Nospace), 6);
+        let r = run(
+            &alarms,
+            &store,
+            req(AlarmAction::Deactivate, 9, AlarmType::Nospace),
+            6,
+        );
         assert!(r.alarms.is_empty());
-        let r = run(&alarms, &store, req(AlarmAction::Deactivate, 7, AlarmType::Nospace), 7);
+        let r = run(
+            &alarms,
+            &store,
+            req(AlarmAction::Deactivate, 7, AlarmType::Nospace),
+            7,
+        );
         assert_eq!(r.alarms.len(), 1);
         assert!(alarms.is_raised(AlarmType::Nospace));
-        run(&alarms, &store, req(AlarmAction::Deactivate, 3, AlarmType::Nospace), 8);
+        run(
+            &alarms,
+            &store,
+            req(AlarmAction::Deactivate, 3, AlarmType::Nospace),
+            8,
+        );
         assert!(!alarms.is_raised(AlarmType::Nospace));
         assert!(alarms.any());
         assert_eq!(Alarms::open(&store).unwrap().get(0).len(), 1);
@@ -334,12 +374,19 @@ mod tests {
             ..Default::default()
         });
         let txn_read = Request::Txn(TxnRequest {
-            success: vec![op(request_op::Request::RequestRange(RangeRequest::default()))],
+            success: vec![op(request_op::Request::RequestRange(
+                RangeRequest::default(),
+            ))],
             ..Default::default()
         });
         let delete = Request::DeleteRange(Default::default());
         assert!(alarms.refuse(&put).is_none());
-        run(&alarms, &store, req(AlarmAction::Activate, 1, AlarmType::Nospace), 1);
+        run(
+            &alarms,
+            &store,
+            req(AlarmAction::Activate, 1, AlarmType::Nospace),
+            1,
+        );
         assert!(matches!(alarms.refuse(&put), Some(Error::NoSpace)));
         assert!(matches!(alarms.refuse(&txn_put), Some(Error::NoSpace)));
         assert!(alarms.refuse(&txn_read).is_none());
@@ -348,10 +395,21 @@ mod tests {
             alarms.refuse(&Request::LeaseGrant(Default::default())),
             Some(Error::NoSpace)
         ));
-        run(&alarms, &store, req(AlarmAction::Activate, 0, AlarmType::Corrupt), 2);
+        run(
+            &alarms,
+            &store,
+            req(AlarmAction::Activate, 0, AlarmType::Corrupt),
+            2,
+        );
         assert!(matches!(alarms.refuse(&put), Some(Error::CorruptCluster)));
-        assert!(matches!(alarms.refuse(&delete), Some(Error::CorruptCluster)));
-        assert!(matches!(alarms.refuse(&txn_read), Some(Error::CorruptCluster)));
+        assert!(matches!(
+            alarms.refuse(&delete),
+            Some(Error::CorruptCluster)
+        ));
+        assert!(matches!(
+            alarms.refuse(&txn_read),
+            Some(Error::CorruptCluster)
+        ));
         assert!(alarms
             .refuse(&Request::Alarm(AlarmRequest::default()))
             .is_none());

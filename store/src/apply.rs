@@ -19,15 +19,21 @@
 //! every attached key and the record in one write transaction, so at one
 //! revision on every member.
 //!
-//! Left out here: auth and alarms.
+//! Alarms: an alarm request raises, clears or lists alarms in the replicated
+//! [`Alarms`] set (its records ride in a write transaction with the consistent
+//! index, using no revision); while NOSPACE or CORRUPT is raised, the requests
+//! it forbids fail here, identically on every member (see
+//! [`crate::maintenance::alarm`]).
+//!
+//! Left out here: auth.
 
 use std::sync::Arc;
 
 use keel_proto::etcdserverpb::{
-    compare, request_op, response_op, CompactionRequest, CompactionResponse, Compare,
-    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op, AlarmRequest, AlarmResponse, CompactionRequest,
+    CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use keel_proto::mvccpb;
 use keel_proto::peer::{internal_request, InternalRequest};
@@ -36,6 +42,7 @@ use prost::Message as _;
 use crate::consensus::StateMachine;
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
+use crate::maintenance::alarm::Alarms;
 use crate::metrics::Metrics;
 use crate::mvcc::{KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 use crate::watch::Hub;
@@ -49,14 +56,16 @@ pub enum Response {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
 }
 
-/// The replicated state machine: MVCC and leases (later: auth and alarms).
+/// The replicated state machine: MVCC, leases and alarms (later: auth).
 pub struct Applier {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
     lessor: Arc<Lessor>,
+    alarms: Arc<Alarms>,
     applied: u64,
 }
 
@@ -73,8 +82,15 @@ impl Applier {
             metrics,
             hub,
             lessor,
+            alarms: Arc::new(Alarms::default()),
             applied,
         }
+    }
+
+    /// Keeps alarms in `alarms` (loaded from the store by the caller).
+    pub fn with_alarms(mut self, alarms: Arc<Alarms>) -> Applier {
+        self.alarms = alarms;
+        self
     }
 
     /// Ends a write transaction, lets the lessor follow the keys it moved and
@@ -90,6 +106,9 @@ impl Applier {
 
     fn apply_request(&mut self, index: u64, req: internal_request::Request) -> Result<Response> {
         use internal_request::Request as R;
+        if let Some(refused) = self.alarms.refuse(&req) {
+            return Err(refused);
+        }
         match req {
             R::Put(p) => {
                 self.metrics.mvcc_put_total.inc();
@@ -130,6 +149,7 @@ impl Applier {
             R::Compaction(c) => self.compact(index, &c),
             R::LeaseGrant(g) => self.lease_grant(index, &g),
             R::LeaseRevoke(r) => self.lease_revoke(index, &r),
+            R::Alarm(a) => self.alarm(index, &a),
             _ => Err(Error::InvalidArgument(
                 "etcdserver: this request type is not supported yet".into(),
             )),
@@ -163,6 +183,14 @@ impl Applier {
                 ..Default::default()
             }),
         }))
+    }
+
+    fn alarm(&mut self, index: u64, a: &AlarmRequest) -> Result<Response> {
+        let mut txn = self.store.write();
+        let (resp, change) = self.alarms.apply(&mut txn, a);
+        self.commit(txn, index)?;
+        self.alarms.settle(change);
+        Ok(Response::Alarm(resp))
     }
 
     fn compact(&mut self, index: u64, c: &CompactionRequest) -> Result<Response> {

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use keel_proto::etcdserverpb::kv_server::KvServer;
 use keel_proto::etcdserverpb::lease_server::LeaseServer;
+use keel_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use keel_proto::peer::lease_peer_server::LeasePeerServer;
+use keel_proto::peer::maintenance_peer_server::MaintenancePeerServer;
 use keel_proto::peer::peer_server::PeerServer;
 use keel_proto::v3electionpb::election_server::ElectionServer;
 use keel_proto::v3lockpb::lock_server::LockServer;
@@ -37,6 +39,10 @@ use crate::error::{Error, Result};
 use crate::kv::{Identity, Kv, StoreNode};
 use crate::lease::service::{LeasePeerService, LeaseService};
 use crate::lease::{Leases, Lessor};
+use crate::maintenance::alarm::Alarms;
+use crate::maintenance::quota::Quota;
+use crate::maintenance::service::{MaintenancePeerService, MaintenanceService};
+use crate::maintenance::{compactor, corrupt, Maintenance};
 use crate::metrics::Metrics;
 use crate::mvcc::{ImageSummary, SledBackend, Store};
 use crate::raftlog::SledStorage;
@@ -204,7 +210,9 @@ impl Server {
         let single_voter = storage.conf_state().voters.len() == 1;
         let hub = Hub::new(store.clone());
         let lessor = Arc::new(Lessor::open(&store, min_lease_ttl(&cfg))?);
-        let applier = Applier::new(store.clone(), metrics.clone(), hub.clone(), lessor.clone());
+        let alarms = Arc::new(Alarms::open(&store)?);
+        let applier = Applier::new(store.clone(), metrics.clone(), hub.clone(), lessor.clone())
+            .with_alarms(alarms.clone());
         let driver = Driver::new(
             raw,
             applier,
@@ -242,7 +250,24 @@ impl Server {
             cfg.max_request_bytes,
             cfg.max_txn_ops,
         )
-        .with_unsafe_stale_reads(cfg.unsafe_stale_reads);
+        .with_unsafe_stale_reads(cfg.unsafe_stale_reads)
+        .with_alarms(alarms)
+        .with_quota(Quota::from_flag(cfg.quota_backend_bytes));
+        if let Some(q) = kv.quota() {
+            metrics.quota_backend_bytes.set(q.max_bytes() as i64);
+        }
+        let member_urls: std::collections::HashMap<u64, Vec<String>> = cfg
+            .initial_cluster
+            .iter()
+            .map(|m| (m.id, m.peer_urls.clone()))
+            .collect();
+        let maintenance = Maintenance::new(
+            kv.clone(),
+            member_urls.clone(),
+            cfg.election_timeout(),
+            cfg.request_timeout(),
+        )
+        .with_snapshot_dir(snaps.path().to_path_buf());
         let leases = Leases::new(
             kv.clone(),
             lessor,
@@ -257,6 +282,23 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(leases.clone().run_expiry(stop_rx.clone()));
+        if let Some(mode) = cfg.auto_compaction {
+            tasks.spawn(compactor::run(
+                kv.clone(),
+                mode,
+                cfg.revision_compaction_interval,
+                stop_rx.clone(),
+            ));
+        }
+        if let Some(every) = cfg.corrupt_check_interval {
+            tasks.spawn(corrupt::run(
+                kv.clone(),
+                member_urls,
+                every,
+                cfg.request_timeout(),
+                stop_rx.clone(),
+            ));
+        }
 
         // Client port: gRPC (KV, health) and HTTP/1 (health, version, metrics).
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -282,6 +324,9 @@ impl Server {
                 .add_service(LeaseServer::new(LeaseService(leases.clone())))
                 .add_service(LockServer::new(LockService(recipes.clone())))
                 .add_service(ElectionServer::new(ElectionService(recipes.clone())))
+                .add_service(MaintenanceServer::new(MaintenanceService(
+                    maintenance.clone(),
+                )))
                 .add_service(health_service.clone());
             let routes = builder.routes();
             let mut router = routes.into_axum_router();
@@ -324,12 +369,15 @@ impl Server {
             ))
             .max_decoding_message_size(usize::MAX);
             let lease_peer = LeasePeerServer::new(LeasePeerService(leases.clone()));
+            let maintenance_peer =
+                MaintenancePeerServer::new(MaintenancePeerService(maintenance.clone()));
             let mut stop = stop_rx.clone();
             tasks.spawn(async move {
                 tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(svc)
                     .add_service(lease_peer)
+                    .add_service(maintenance_peer)
                     .serve_with_incoming_shutdown(
                         // tonic's own tcp_nodelay does not apply to a given listener:
                         // set it on every accepted socket (else Nagle delays replies).

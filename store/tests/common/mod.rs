@@ -60,6 +60,18 @@ impl Cluster {
 
     /// Starts `n` members with extra flags for each.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
+        let mut c = Self::plan(n, extra);
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_healthy(i, Duration::from_secs(20));
+        }
+        c
+    }
+
+    /// Chooses names, ports and data dirs for `n` members, starting none.
+    pub fn plan(n: usize, extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut members = Vec::new();
         for i in 0..n {
@@ -74,18 +86,11 @@ impl Cluster {
                 extra: extra.iter().map(|s| s.to_string()).collect(),
             });
         }
-        let mut c = Cluster {
+        Cluster {
             dir,
             members,
             token: format!("test-{}", std::process::id()),
-        };
-        for i in 0..n {
-            c.spawn(i);
         }
-        for i in 0..n {
-            c.wait_healthy(i, Duration::from_secs(20));
-        }
-        c
     }
 
     pub fn initial_cluster(&self) -> String {
@@ -355,6 +360,11 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start(etcd: &Path, dir: &Path) -> Etcd {
+        Etcd::start_with(etcd, dir, &[])
+    }
+
+    /// Starts etcd with extra flags.
+    pub fn start_with(etcd: &Path, dir: &Path, extra: &[&str]) -> Etcd {
         let client_port = free_port();
         let peer_port = free_port();
         let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
@@ -375,6 +385,7 @@ impl Etcd {
                 "--initial-cluster",
                 &format!("etcd0=http://127.0.0.1:{peer_port}"),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -412,13 +423,23 @@ pub fn same_on_etcd_and_keel(
     what: &str,
     run: impl Fn(&Path, &str) -> Vec<String>,
 ) -> Option<Vec<String>> {
+    same_on_etcd_and_keel_with(what, &[], run)
+}
+
+/// [`same_on_etcd_and_keel`] with extra flags given to both servers (flags
+/// both take, e.g. `--quota-backend-bytes`).
+pub fn same_on_etcd_and_keel_with(
+    what: &str,
+    flags: &[&str],
+    run: impl Fn(&Path, &str) -> Vec<String>,
+) -> Option<Vec<String>> {
     let etcdctl = require_tool("etcdctl", "etcd-client")?;
     let etcd_bin = require_tool("etcd", "etcd-server")?;
     let dir = tempfile::tempdir().unwrap();
-    let etcd = Etcd::start(&etcd_bin, dir.path());
+    let etcd = Etcd::start_with(&etcd_bin, dir.path(), flags);
     let expected = run(&etcdctl, &etcd.endpoint());
     drop(etcd);
-    let keel = Cluster::start(1);
+    let keel = Cluster::start_with(1, flags);
     let got = run(&etcdctl, &keel.members[0].endpoint());
     let mismatches: Vec<String> = expected
         .iter()

@@ -72,6 +72,15 @@ impl Alarms {
         })
     }
 
+    /// Reads the alarms recorded in `store` again (after the store's state was
+    /// replaced, e.g. by installing a snapshot).
+    pub fn reload(&self, store: &Store) -> Result<()> {
+        let fresh = Alarms::open(store)?;
+        let set = std::mem::take(&mut *fresh.lock());
+        *self.lock() = set;
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(i32, u64)>> {
         self.set.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -110,10 +119,12 @@ impl Alarms {
             alarm: r.alarm,
         };
         let change = match AlarmAction::try_from(r.action) {
-            Ok(AlarmAction::Get) | Err(_) => {
+            Ok(AlarmAction::Get) => {
                 resp.alarms = self.get(r.alarm);
                 Change::None
             }
+            // An action etcd does not know gets an empty answer, as from etcd.
+            Err(_) => Change::None,
             Ok(AlarmAction::Activate) => {
                 resp.alarms.push(member);
                 if self.lock().contains(&key) {
@@ -332,6 +343,9 @@ mod tests {
         assert_eq!(store.current_revision(), 1);
         let reopened = Alarms::open(&store).unwrap();
         assert_eq!(reopened.get(0), alarms.get(0));
+        let other = Alarms::default();
+        other.reload(&store).unwrap();
+        assert_eq!(other.get(0), alarms.get(0));
 
         let r = run(
             &alarms,

@@ -250,6 +250,7 @@ impl StateMachine for Applier {
         let mut file = std::fs::File::open(image)?;
         let summary = self.store.install_image(&mut file)?;
         self.lessor.reload(&self.store)?;
+        self.alarms.reload(&self.store)?;
         self.hub.restored(self.store.current_revision());
         self.applied = self.store.consistent_index();
         tracing::info!(

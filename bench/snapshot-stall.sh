@@ -5,9 +5,9 @@
 # with 1M keys (256-byte values, txns of 100 puts). Then, with `keel bench put`
 # running each time (100 clients, 10 conns, 256-byte values):
 #   baseline  - puts that trigger no truncation;
-#   truncate  - member m3 stopped; enough puts that the leader truncates its
+#   truncate  - a follower stopped; enough puts that the leader truncates its
 #               Raft log (a "snapshot" in etcd's sense) at least once;
-#   catch-up  - m3 restarted: it is behind the truncated log, so the leader
+#   catch-up  - the follower restarted: behind the truncated log, so the leader
 #               streams it an image of the 1M-key store while the puts go on.
 # Prints each phase's throughput and latency (p50/p99/p99.9/max) as a table,
 # and the snapshot counters that prove each phase did what it says.
@@ -41,29 +41,33 @@ start() {
 }
 for n in "${names[@]}"; do start "$n"; done
 for n in "${names[@]}"; do wait_healthy "127.0.0.1:${cport[$n]}"; done
-ep12="127.0.0.1:${cport[m1]},127.0.0.1:${cport[m2]}"
-all="$ep12,127.0.0.1:${cport[m3]}"
+all="127.0.0.1:${cport[m1]},127.0.0.1:${cport[m2]},127.0.0.1:${cport[m3]}"
 
 bench() { "$bin" bench --endpoints "$1" --conns 10 --clients 100 put --total "$2" --val-size 256 --key-space-size 1000000 --json; }
 row() { python3 -c '
 import json,sys
 r=json.loads(sys.argv[2]); l=r["latency_ms"]
-print(f"| {sys.argv[1]} | {r[\"requests_per_sec\"]:.0f} | {l[\"p50\"]:.1f} | {l[\"p99\"]:.1f} | {l[\"p999\"]:.1f} | {l[\"max\"]:.1f} | {r[\"errors\"]} |")' "$1" "$2"; }
+print("| %s | %.0f | %.1f | %.1f | %.1f | %.1f | %d |" % (sys.argv[1], r["requests_per_sec"], l["p50"], l["p99"], l["p999"], l["max"], r["errors"]))' "$1" "$2"; }
 
 echo "loading 1M keys..." >&2
 "$bin" bench --endpoints "$all" --conns 10 --clients 20 txn-put --txn-ops 100 --key-space-size 1000000 --total 10000 --val-size 256 --json >/dev/null
 echo "| phase | puts/s | p50 ms | p99 ms | p99.9 ms | max ms | errors |"
 echo "|---|---|---|---|---|---|---|"
 row baseline "$(bench "$all" 20000)"
-kill "${pid[m3]}"; wait "${pid[m3]}" 2>/dev/null || true; unset 'pid[m3]'
-t0=$(metric "127.0.0.1:${cport[m1]}" keel_raft_log_truncations_total)
-row truncate "$(bench "$ep12" "$phase_total")"
-t1=$(metric "127.0.0.1:${cport[m1]}" keel_raft_log_truncations_total)
-start m3
-row catch-up "$(bench "$ep12" 30000)"
-wait_healthy "127.0.0.1:${cport[m3]}"
+# Stop a follower (never the leader: that would measure an election instead).
+down=""; for n in m3 m2 m1; do [ "$(metric "127.0.0.1:${cport[$n]}" etcd_server_is_leader)" = "1" ] || { down=$n; break; }; done
+up=""; for n in "${names[@]}"; do [ "$n" = "$down" ] || up+="${up:+,}127.0.0.1:${cport[$n]}"; done
+kill "${pid[$down]}"; wait "${pid[$down]}" 2>/dev/null || true; unset "pid[$down]"
+first=${up%%,*}
+t0=$(metric "$first" keel_raft_log_truncations_total)
+row truncate "$(bench "$up" "$phase_total")"
+t1=$(metric "$first" keel_raft_log_truncations_total)
+start "$down"
+row catch-up "$(bench "$up" 30000)"
+wait_healthy "127.0.0.1:${cport[$down]}"
 echo
-echo "m1 log truncations during 'truncate': $t0 -> $t1"
-echo "m3 snapshots received: $(metric "127.0.0.1:${cport[m3]}" etcd_network_snapshot_receive_success)"
-grep -h "snapshot sent" "$work"/m1.log "$work"/m2.log | tail -1 | sed 's/\x1b\[[0-9;]*m//g'
-grep -h "snapshot installed\|image installed" "$work"/m3.log | tail -2 | sed 's/\x1b\[[0-9;]*m//g'
+echo "stopped follower: $down; log truncations on $first during 'truncate': $t0 -> $t1"
+echo "$down snapshots received: $(metric "127.0.0.1:${cport[$down]}" etcd_network_snapshot_receive_success)"
+grep -h "raft log truncated\|leader changed" "$work"/*.log | tail -4 | sed 's/\x1b\[[0-9;]*m//g'
+grep -h "snapshot sent" "$work"/*.log | tail -1 | sed 's/\x1b\[[0-9;]*m//g'
+grep -h "snapshot installed\|image installed" "$work/$down.log" | tail -2 | sed 's/\x1b\[[0-9;]*m//g'

@@ -71,6 +71,9 @@ pub struct Driver<SM: StateMachine, T: Outbox> {
     log: LogRetention,
     /// A truncation is under way (done in steps).
     truncating: bool,
+    /// Time spent in the steps of the truncation under way, and its longest.
+    truncate_time: Duration,
+    truncate_longest_step: Duration,
 }
 
 /// When to truncate the Raft log (etcd's `--snapshot-count` and
@@ -87,7 +90,7 @@ pub struct LogRetention {
 
 /// Log entries deleted per driver iteration, so a big truncation never stalls
 /// the loop for long.
-const TRUNCATE_STEP: u64 = 10_000;
+const TRUNCATE_STEP: u64 = 1_000;
 
 impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
     #[allow(clippy::too_many_arguments)]
@@ -106,6 +109,8 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             snap_dir,
             log,
             truncating: false,
+            truncate_time: Duration::ZERO,
+            truncate_longest_step: Duration::ZERO,
             raw,
             sm,
             outbox,
@@ -381,11 +386,23 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         }
         self.truncating = true;
         let to = keep_from.min(first + TRUNCATE_STEP);
+        let started = Instant::now();
         store.compact(to)?;
+        let step = started.elapsed();
+        self.truncate_time += step;
+        self.truncate_longest_step = self.truncate_longest_step.max(step);
         if to == keep_from {
             self.truncating = false;
             self.metrics.snapshots_taken.inc();
-            tracing::info!(applied, first_index = to, "raft log truncated");
+            tracing::info!(
+                applied,
+                first_index = to,
+                total = ?self.truncate_time,
+                longest_step = ?self.truncate_longest_step,
+                "raft log truncated"
+            );
+            self.truncate_time = Duration::ZERO;
+            self.truncate_longest_step = Duration::ZERO;
         }
         Ok(())
     }

@@ -79,6 +79,16 @@ pub struct StoreFlags {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "KEEL_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(
+        long,
+        env = "KEEL_STRICT_RECONFIG_CHECK",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub strict_reconfig_check: bool,
     /// Number of committed transactions to trigger a snapshot to disk (log compaction).
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -137,6 +147,7 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub snapshot_count: u64,
+    pub strict_reconfig_check: bool,
     pub watch_progress_notify_interval: Duration,
     pub log_level: String,
     pub unsafe_fault_hooks: bool,
@@ -248,6 +259,7 @@ impl StoreFlags {
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
             snapshot_count: self.snapshot_count,
+            strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             log_level: self.log_level,
             unsafe_fault_hooks: self.unsafe_fault_hooks,

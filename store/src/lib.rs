@@ -6,7 +6,8 @@
 //! [`service`] its thin gRPC adapter; [`transport`] carries Raft traffic; [`http`]
 //! serves /health, /version and /metrics; [`config`] parses etcd's flags;
 //! [`lease`] is the lessor and the Lease API; [`concurrency`] serves Lock and
-//! Election from leases, txns and watches;
+//! Election from leases, txns and watches; [`membership`] is the replicated
+//! member list and the Cluster API;
 //! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint.
 
 pub mod apply;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod http;
 pub mod kv;
 pub mod lease;
+pub mod membership;
 pub mod metrics;
 pub mod mvcc;
 pub mod raftlog;

@@ -21,6 +21,7 @@ use prost::Message as _;
 use crate::apply::{self, Response};
 use crate::consensus::Node;
 use crate::error::{Error, Result};
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
 
@@ -45,6 +46,8 @@ pub struct Kv {
     max_txn_ops: usize,
     /// Test-only: skip ReadIndex (see `--unsafe-stale-reads`).
     stale_reads: bool,
+    /// The member list, to refuse what a learner cannot serve.
+    membership: Option<Arc<Membership>>,
 }
 
 impl Kv {
@@ -64,7 +67,21 @@ impl Kv {
             max_request_bytes,
             max_txn_ops,
             stale_reads: false,
+            membership: None,
         }
+    }
+
+    /// Refuses linearizable ranges while this member is a learner (etcd's
+    /// interceptor: a learner serves serializable ranges only).
+    pub fn with_membership(mut self, membership: Arc<Membership>) -> Kv {
+        self.membership = Some(membership);
+        self
+    }
+
+    fn is_learner(&self) -> bool {
+        self.membership
+            .as_ref()
+            .is_some_and(|m| m.local_is_learner())
     }
 
     /// Deliberately unsafe: linearizable reads become local reads. Only for
@@ -128,6 +145,9 @@ impl Kv {
     }
 
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
+        if !r.serializable && self.is_learner() {
+            return Err(Error::NotSupportedForLearner);
+        }
         check::range(&r)?;
         self.metrics.mvcc_range_total.inc();
         self.linearize(r.serializable).await?;

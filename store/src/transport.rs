@@ -250,6 +250,13 @@ async fn peer_loop<O: Send + 'static>(
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0usize;
     loop {
+        if membership.local_removed() {
+            // This member is stopping: no more reconnecting.
+            if !drain_for(&mut rx, Duration::from_secs(1)).await {
+                return;
+            }
+            continue;
+        }
         let url = urls[attempt % urls.len()].clone();
         attempt += 1;
         let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {

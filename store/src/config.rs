@@ -92,6 +92,13 @@ pub struct StoreFlags {
     /// Number of committed transactions to trigger a snapshot to disk (log compaction).
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Number of entries kept in the Raft log after a truncation, for slow followers to catch up without a snapshot.
+    #[arg(
+        long,
+        env = "KEEL_EXPERIMENTAL_SNAPSHOT_CATCHUP_ENTRIES",
+        default_value_t = 5_000
+    )]
+    pub experimental_snapshot_catchup_entries: u64,
     /// Duration of periodic watch progress notifications (e.g. 10m, 30s, 500ms).
     #[arg(long, env = "KEEL_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
@@ -118,6 +125,15 @@ pub struct StoreFlags {
         hide = true
     )]
     pub unsafe_stale_reads: bool,
+    /// Test-only: abort the process in the middle of installing a received
+    /// snapshot (state replaced, Raft log not yet), to test crash recovery.
+    #[arg(
+        long,
+        env = "KEEL_UNSAFE_CRASH_IN_SNAPSHOT_INSTALL",
+        default_value_t = false,
+        hide = true
+    )]
+    pub unsafe_crash_in_snapshot_install: bool,
 }
 
 /// One member of the cluster as configured.
@@ -147,11 +163,13 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub snapshot_count: u64,
+    pub snapshot_catchup_entries: u64,
     pub strict_reconfig_check: bool,
     pub watch_progress_notify_interval: Duration,
     pub log_level: String,
     pub unsafe_fault_hooks: bool,
     pub unsafe_stale_reads: bool,
+    pub unsafe_crash_in_snapshot_install: bool,
 }
 
 impl Config {
@@ -258,12 +276,19 @@ impl StoreFlags {
             election_ticks: (self.election_timeout / self.heartbeat_interval) as usize,
             max_request_bytes: self.max_request_bytes,
             max_txn_ops: self.max_txn_ops,
-            snapshot_count: self.snapshot_count,
+            // etcd: 0 means the default.
+            snapshot_count: if self.snapshot_count == 0 {
+                100_000
+            } else {
+                self.snapshot_count
+            },
+            snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             log_level: self.log_level,
             unsafe_fault_hooks: self.unsafe_fault_hooks,
             unsafe_stale_reads: self.unsafe_stale_reads,
+            unsafe_crash_in_snapshot_install: self.unsafe_crash_in_snapshot_install,
         })
     }
 }

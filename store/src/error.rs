@@ -93,6 +93,9 @@ pub enum Error {
     Decode(#[from] prost::DecodeError),
     #[error("transport: {0}")]
     Transport(String),
+    /// A passing condition (e.g. a snapshot raced a compaction): try again.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// keel-store's result alias.
@@ -128,7 +131,7 @@ impl Error {
             Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => {
                 Code::Unavailable
             }
-            Error::Transport(_) => Code::Unavailable,
+            Error::Transport(_) | Error::Unavailable(_) => Code::Unavailable,
             _ => Code::Unknown,
         };
         tonic::Status::new(code, self.to_string())

@@ -24,6 +24,11 @@ pub struct Metrics {
     pub mvcc_delete_total: IntCounter,
     pub mvcc_range_total: IntCounter,
     pub mvcc_txn_total: IntCounter,
+    pub snapshots_taken: IntCounter,
+    pub snapshots_installed: IntCounter,
+    pub snapshot_send_success: IntCounter,
+    pub snapshot_send_failures: IntCounter,
+    pub snapshot_receive_success: IntCounter,
 }
 
 impl Metrics {
@@ -109,8 +114,33 @@ impl Metrics {
             "etcd_mvcc_txn_total",
             "Total number of txns seen by this member.",
         );
+        let snapshots_taken = c(
+            "keel_raft_log_truncations_total",
+            "Times the Raft log was truncated after --snapshot-count entries.",
+        );
+        let snapshots_installed = c(
+            "keel_snapshots_installed_total",
+            "Raft snapshots installed on this member.",
+        );
+        let snapshot_send_success = c(
+            "etcd_network_snapshot_send_success",
+            "Total number of successful snapshot sends",
+        );
+        let snapshot_send_failures = c(
+            "etcd_network_snapshot_send_failures",
+            "Total number of snapshot send failures",
+        );
+        let snapshot_receive_success = c(
+            "etcd_network_snapshot_receive_success",
+            "Total number of successful snapshot receives",
+        );
         Metrics {
             registry,
+            snapshots_taken,
+            snapshots_installed,
+            snapshot_send_success,
+            snapshot_send_failures,
+            snapshot_receive_success,
             has_leader,
             is_leader,
             leader_changes,

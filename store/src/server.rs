@@ -18,6 +18,9 @@
 //! restart the data dir's identity must match the flags, except with
 //! `--initial-cluster-state existing`, where the data dir's identity wins
 //! (peer URLs may have changed with MemberUpdate), the name still checked.
+//!
+//! `<data-dir>/member/snap` holds snapshot images received from the leader
+//! (see [`crate::consensus::snapshot`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -42,7 +45,8 @@ use crate::apply::Applier;
 use crate::concurrency::service::{ElectionService, LockService};
 use crate::concurrency::Recipes;
 use crate::config::{Config, MemberConfig, MemberId};
-use crate::consensus::driver::Driver;
+use crate::consensus::driver::{Driver, LogRetention};
+use crate::consensus::snapshot::{self, SnapDir};
 use crate::consensus::{self, logger};
 use crate::error::{Error, Result};
 use crate::kv::{Identity, Kv, StoreNode};
@@ -54,7 +58,7 @@ use crate::metrics::Metrics;
 use crate::mvcc::{SledBackend, Store};
 use crate::raftlog::SledStorage;
 use crate::service::KvService;
-use crate::transport::{Activity, LinkFilter, PeerService, PeerTransport};
+use crate::transport::{Activity, LinkFilter, PeerService, PeerTransport, TransportDeps};
 use crate::watch::stream::WatchService;
 use crate::watch::Hub;
 
@@ -69,6 +73,7 @@ pub struct Server {
     db: sled::Db,
     storage: SledStorage,
     store: Arc<Store>,
+    snaps: SnapDir,
     membership: Arc<Membership>,
 }
 
@@ -102,6 +107,12 @@ impl Server {
             db.open_tree("mvcc")?,
         )))?);
         let remotes = check_identity(&mut cfg, &meta, &storage, &store)?;
+        let snaps = SnapDir::open(dir.join("snap"))?;
+        snapshot::recover(&snaps, &storage, |image| {
+            store
+                .install_image(&mut std::fs::File::open(image)?)
+                .map(|_| ())
+        })?;
         let membership = Arc::new(Membership::open(&store, cfg.member_id)?);
         if membership.local_removed() {
             tracing::error!(
@@ -126,6 +137,7 @@ impl Server {
             db,
             storage,
             store,
+            snaps,
             membership,
         })
     }
@@ -137,6 +149,7 @@ impl Server {
             db,
             storage,
             store,
+            snaps,
             membership,
         } = self;
         let metrics = Arc::new(Metrics::new());
@@ -162,10 +175,32 @@ impl Server {
             cfg.cluster_id,
             cfg.member_id,
             node.clone(),
-            filter.clone(),
-            membership.clone(),
-            activity.clone(),
+            TransportDeps {
+                filter: filter.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                membership: membership.clone(),
+                activity: activity.clone(),
+            },
         );
+        // A follower that needs a snapshot gets the metadata at our applied
+        // index; the transport streams the state's image beside it.
+        {
+            let status = node.status().clone();
+            let st = storage.clone();
+            storage.set_snapshot_provider(Box::new(move |_request_index| {
+                let index = status
+                    .applied_index
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .max(st.first_index() - 1);
+                let mut snap = raft::eraftpb::Snapshot::default();
+                let meta = snap.mut_metadata();
+                meta.index = index;
+                meta.term = raft::Storage::term(&st, index)?;
+                meta.set_conf_state(st.conf_state());
+                Ok(snap)
+            }));
+        }
 
         // raft-rs requires applied <= commit; the MVCC consistent index may be
         // durable a little ahead of the commit index in the hard state.
@@ -211,6 +246,12 @@ impl Server {
             node.status().clone(),
             metrics.clone(),
             cfg.heartbeat,
+            snaps.clone(),
+            LogRetention {
+                snapshot_count: cfg.snapshot_count,
+                catchup_entries: cfg.snapshot_catchup_entries,
+                crash_in_install: cfg.unsafe_crash_in_snapshot_install,
+            },
         );
         let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel();
         let driver_thread = std::thread::Builder::new()
@@ -327,6 +368,8 @@ impl Server {
                 cfg.member_id,
                 node.clone(),
                 filter.clone(),
+                snaps.clone(),
+                metrics.clone(),
                 membership.clone(),
             ))
             .max_decoding_message_size(usize::MAX);
@@ -519,7 +562,7 @@ fn bootstrap(cfg: &Config, meta: &sled::Tree, storage: &SledStorage, store: &Sto
         voters: cfg.initial_cluster.iter().map(|m| m.id).collect(),
         ..Default::default()
     };
-    storage.initialize_with_conf_state(cs)?;
+    storage.bootstrap(cs)?;
     let members = initial_members(&cfg.initial_cluster);
     Membership::bootstrap(store, &members)?;
     meta.insert(META_CLUSTER_ID, &cfg.cluster_id.to_be_bytes())?;

@@ -23,7 +23,16 @@
 //! and from blocked peers. The binary exposes it only with the hidden
 //! `--unsafe-fault-hooks` flag (see `http.rs`).
 //!
-//! Left out here: snapshot streaming (the `Snapshot` RPC) and TLS.
+//! Snapshots: a `MsgSnapshot` from Raft is not put in the message stream. The
+//! peer's task starts a `keel.peer.Peer/Snapshot` call on the same connection
+//! and streams the Raft message (first chunk) and then an image of the store
+//! (`mvcc::Store::write_image`, produced on a blocking thread into a bounded
+//! channel of 1 MiB chunks), and reports the outcome to Raft, which retries a
+//! failed one. The receiver writes the chunks to a file (bounded memory),
+//! checks it, and steps the Raft message only once the image is durable
+//! (see [`crate::consensus::snapshot`]).
+//!
+//! Left out here: TLS.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -33,15 +42,23 @@ use keel_proto::peer::peer_client::PeerClient;
 use keel_proto::peer::peer_server::Peer;
 use keel_proto::peer::{RaftBatch, RaftMessage, SendResponse, SnapshotChunk, SnapshotResponse};
 use protobuf::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::consensus::driver::Outbox;
+use crate::consensus::snapshot::SnapDir;
 use crate::consensus::Node;
 use crate::error::Error;
 use crate::membership::Membership;
+use crate::metrics::Metrics;
+use crate::mvcc::Store;
+
+/// Bytes of image per snapshot chunk.
+const SNAPSHOT_CHUNK: usize = 1024 * 1024;
+/// Chunks buffered between the image writer and the network.
+const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Peers whose links are cut (test hook). Empty in production.
 #[derive(Debug, Default)]
@@ -134,6 +151,15 @@ pub struct PeerTransport {
 
 const QUEUE_DEPTH: usize = 4096;
 
+/// What the peer transport needs besides the node.
+pub struct TransportDeps {
+    pub filter: Arc<LinkFilter>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub membership: Arc<Membership>,
+    pub activity: Arc<Activity>,
+}
+
 impl PeerTransport {
     /// Starts one sender task per peer the member list (or its remotes)
     /// names. Must be called from within the tokio runtime; the tasks of
@@ -142,19 +168,27 @@ impl PeerTransport {
         cluster_id: u64,
         me: u64,
         node: Node<O>,
-        filter: Arc<LinkFilter>,
-        membership: Arc<Membership>,
-        activity: Arc<Activity>,
+        deps: TransportDeps,
     ) -> PeerTransport {
+        let TransportDeps {
+            filter,
+            store,
+            metrics,
+            membership,
+            activity,
+        } = deps;
         let runtime = tokio::runtime::Handle::current();
         let n = node.clone();
-        let m = membership.clone();
+        let (f, m) = (filter.clone(), membership.clone());
         let spawn: Spawner = Box::new(move |id, urls, rx| {
             let link = Link {
                 cluster_id,
                 me,
                 peer: id,
                 node: n.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                filter: f.clone(),
                 activity: activity.clone(),
                 membership: m.clone(),
             };
@@ -223,14 +257,33 @@ impl Outbox for PeerTransport {
     }
 }
 
-/// What a peer's sender task needs.
+/// What a peer's sending task needs.
 struct Link<O> {
     cluster_id: u64,
     me: u64,
     peer: u64,
     node: Node<O>,
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    filter: Arc<LinkFilter>,
     activity: Arc<Activity>,
     membership: Arc<Membership>,
+}
+
+impl<O> Clone for Link<O> {
+    fn clone(&self) -> Self {
+        Link {
+            cluster_id: self.cluster_id,
+            me: self.me,
+            peer: self.peer,
+            node: self.node.clone(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            filter: self.filter.clone(),
+            activity: self.activity.clone(),
+            membership: self.membership.clone(),
+        }
+    }
 }
 
 /// Keeps one stream to `peer` open, reconnecting with backoff.
@@ -239,18 +292,11 @@ async fn peer_loop<O: Send + 'static>(
     urls: Vec<String>,
     mut rx: mpsc::Receiver<Message>,
 ) {
-    let Link {
-        cluster_id,
-        me,
-        peer,
-        node,
-        activity,
-        membership,
-    } = link;
+    let (cluster_id, me, peer, node) = (link.cluster_id, link.me, link.peer, link.node.clone());
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0usize;
     loop {
-        if membership.local_removed() {
+        if link.membership.local_removed() {
             // This member is stopping: no more reconnecting.
             if !drain_for(&mut rx, Duration::from_secs(1)).await {
                 return;
@@ -283,8 +329,9 @@ async fn peer_loop<O: Send + 'static>(
             }
         };
         backoff = Duration::from_millis(50);
-        activity.set(peer, true);
+        link.activity.set(peer, true);
         tracing::info!(peer = format!("{peer:x}"), %url, "peer stream connected");
+        let snapshot_channel = channel.clone();
         let mut client = PeerClient::new(channel)
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
@@ -294,12 +341,20 @@ async fn peer_loop<O: Send + 'static>(
             tokio::select! {
                 first = rx.recv() => {
                     let Some(first) = first else { return };
-                    let mut messages = vec![encode(&first)];
-                    while messages.len() < 256 {
-                        match rx.try_recv() {
-                            Ok(m) => messages.push(encode(&m)),
-                            Err(_) => break,
+                    let mut messages = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(m) = next.take() {
+                        if m.get_msg_type() == MessageType::MsgSnapshot {
+                            tokio::spawn(send_snapshot(link.clone(), snapshot_channel.clone(), m));
+                        } else {
+                            messages.push(encode(&m));
                         }
+                        if messages.len() < 256 {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    if messages.is_empty() {
+                        continue;
                     }
                     let batch = RaftBatch { cluster_id, from: me, messages };
                     if stx.send(batch).await.is_err() {
@@ -314,7 +369,7 @@ async fn peer_loop<O: Send + 'static>(
                         Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition
                             && status.message() == Error::Removed.to_string() => {
                             tracing::error!(peer = format!("{peer:x}"), error = %status.message(), "peer says this member was removed");
-                            membership.mark_removed();
+                            link.membership.mark_removed();
                         }
                         Ok(Err(status)) => tracing::debug!(peer = format!("{peer:x}"), error = %status, "peer stream ended"),
                         _ => {}
@@ -324,7 +379,7 @@ async fn peer_loop<O: Send + 'static>(
             }
         }
         call.abort();
-        activity.set(peer, false);
+        link.activity.set(peer, false);
         node.report_unreachable(peer);
         if !drain_for(&mut rx, backoff).await {
             return;
@@ -332,10 +387,138 @@ async fn peer_loop<O: Send + 'static>(
     }
 }
 
+/// Streams a snapshot (the Raft message, then the store's image) to the
+/// link's peer and tells Raft how it went.
+async fn send_snapshot<O: Send + 'static>(
+    link: Link<O>,
+    channel: tonic::transport::Channel,
+    msg: Message,
+) {
+    let peer = link.peer;
+    let index = msg.get_snapshot().get_metadata().index;
+    let started = std::time::Instant::now();
+    let result = stream_snapshot(&link, channel, &msg).await;
+    match &result {
+        Ok(bytes) => {
+            link.metrics.snapshot_send_success.inc();
+            tracing::info!(peer = format!("{peer:x}"), index, bytes, elapsed = ?started.elapsed(), "snapshot sent");
+        }
+        Err(e) => {
+            link.metrics.snapshot_send_failures.inc();
+            tracing::warn!(peer = format!("{peer:x}"), index, error = %e, "snapshot send failed; Raft will retry");
+        }
+    }
+    link.node.report_snapshot(peer, result.is_ok());
+}
+
+async fn stream_snapshot<O: Send + 'static>(
+    link: &Link<O>,
+    channel: tonic::transport::Channel,
+    msg: &Message,
+) -> Result<u64, String> {
+    if link.filter.is_blocked(link.peer) {
+        return Err("link cut".into());
+    }
+    let (tx, rx) = mpsc::channel::<SnapshotChunk>(SNAPSHOT_CHUNKS_IN_FLIGHT);
+    let header = SnapshotChunk {
+        cluster_id: link.cluster_id,
+        from: link.me,
+        raft_metadata: msg.write_to_bytes().map_err(|e| e.to_string())?,
+        offset: 0,
+        data: Vec::new(),
+        last: false,
+    };
+    tx.send(header)
+        .await
+        .map_err(|_| "stream closed".to_string())?;
+    let store = link.store.clone();
+    let (cluster_id, from) = (link.cluster_id, link.me);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(SNAPSHOT_CHUNK),
+            offset: 0,
+            cluster_id,
+            from,
+        };
+        let summary = store.write_image(&mut out)?;
+        out.finish()?;
+        Ok::<_, crate::Error>(summary)
+    });
+    let mut client = PeerClient::new(channel).max_decoding_message_size(usize::MAX);
+    let call = client.snapshot(ReceiverStream::new(rx));
+    let (sent, written) = tokio::join!(call, writer);
+    let summary = written
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let received = sent
+        .map_err(|s| s.message().to_string())?
+        .into_inner()
+        .received;
+    if received != summary.bytes {
+        return Err(format!(
+            "peer received {received} of {} bytes",
+            summary.bytes
+        ));
+    }
+    Ok(received)
+}
+
+/// Cuts the image into chunks and hands them to the gRPC stream, waiting
+/// when the network is slower (bounded memory).
+struct ChunkWriter {
+    tx: mpsc::Sender<SnapshotChunk>,
+    buf: Vec<u8>,
+    offset: u64,
+    cluster_id: u64,
+    from: u64,
+}
+
+impl ChunkWriter {
+    fn send(&mut self, last: bool) -> std::io::Result<()> {
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(SNAPSHOT_CHUNK));
+        let chunk = SnapshotChunk {
+            cluster_id: self.cluster_id,
+            from: self.from,
+            raft_metadata: Vec::new(),
+            offset: self.offset,
+            last,
+            data,
+        };
+        self.offset += chunk.data.len() as u64;
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "snapshot stream closed")
+        })
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send(true)
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = SNAPSHOT_CHUNK - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == SNAPSHOT_CHUNK {
+            self.send(false)?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn encode(m: &Message) -> RaftMessage {
     RaftMessage {
         data: m.write_to_bytes().unwrap_or_default(),
     }
+}
+
+fn io_status(e: std::io::Error) -> Status {
+    Status::internal(format!("snapshot file: {e}"))
 }
 
 /// Drops queued messages for `d`; false when the queue is closed.
@@ -356,7 +539,11 @@ pub struct PeerService<O> {
     me: u64,
     node: Node<O>,
     filter: Arc<LinkFilter>,
+    snaps: SnapDir,
+    metrics: Arc<Metrics>,
     membership: Arc<Membership>,
+    /// One snapshot is received at a time.
+    receiving: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl<O> PeerService<O> {
@@ -365,6 +552,8 @@ impl<O> PeerService<O> {
         me: u64,
         node: Node<O>,
         filter: Arc<LinkFilter>,
+        snaps: SnapDir,
+        metrics: Arc<Metrics>,
         membership: Arc<Membership>,
     ) -> Self {
         PeerService {
@@ -372,8 +561,39 @@ impl<O> PeerService<O> {
             me,
             node,
             filter,
+            snaps,
+            metrics,
             membership,
+            receiving: Arc::default(),
         }
+    }
+
+    /// Refuses a member that was removed from the cluster.
+    fn check_removed(&self, from: u64) -> Result<(), Status> {
+        if !self.membership.is_removed(from) {
+            return Ok(());
+        }
+        tracing::warn!(
+            from = format!("{from:x}"),
+            "refused traffic from a removed member"
+        );
+        Err(Status::failed_precondition(Error::Removed.to_string()))
+    }
+
+    fn check_cluster(&self, cluster_id: u64, from: u64) -> Result<(), Status> {
+        if cluster_id == self.cluster_id {
+            return Ok(());
+        }
+        tracing::warn!(
+            local = format!("{:x}", self.cluster_id),
+            remote = format!("{:x}", cluster_id),
+            from = format!("{from:x}"),
+            "request cluster ID mismatch"
+        );
+        Err(Status::permission_denied(format!(
+            "request cluster ID mismatch (local {:x}, remote {:x})",
+            self.cluster_id, cluster_id
+        )))
     }
 }
 
@@ -385,28 +605,11 @@ impl<O: Send + 'static> Peer for PeerService<O> {
     ) -> Result<Response<SendResponse>, Status> {
         let mut stream = request.into_inner();
         while let Some(batch) = stream.message().await? {
-            if batch.cluster_id != self.cluster_id {
-                tracing::warn!(
-                    local = format!("{:x}", self.cluster_id),
-                    remote = format!("{:x}", batch.cluster_id),
-                    from = format!("{:x}", batch.from),
-                    "request cluster ID mismatch"
-                );
-                return Err(Status::permission_denied(format!(
-                    "request cluster ID mismatch (local {:x}, remote {:x})",
-                    self.cluster_id, batch.cluster_id
-                )));
-            }
+            self.check_cluster(batch.cluster_id, batch.from)?;
             if self.filter.is_blocked(batch.from) {
                 continue;
             }
-            if self.membership.is_removed(batch.from) {
-                tracing::warn!(
-                    from = format!("{:x}", batch.from),
-                    "refused traffic from a removed member"
-                );
-                return Err(Status::failed_precondition(Error::Removed.to_string()));
-            }
+            self.check_removed(batch.from)?;
             for m in batch.messages {
                 let msg = Message::parse_from_bytes(&m.data)
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
@@ -427,10 +630,81 @@ impl<O: Send + 'static> Peer for PeerService<O> {
 
     async fn snapshot(
         &self,
-        _request: Request<Streaming<SnapshotChunk>>,
+        request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotResponse>, Status> {
-        Err(Status::unimplemented(
-            "snapshot transfer comes with log compaction",
-        ))
+        let _one = self
+            .receiving
+            .clone()
+            .try_lock_owned()
+            .map_err(|_| Status::unavailable("already receiving a snapshot"))?;
+        let mut stream = request.into_inner();
+        let Some(head) = stream.message().await? else {
+            return Err(Status::invalid_argument("empty snapshot stream"));
+        };
+        self.check_cluster(head.cluster_id, head.from)?;
+        self.check_removed(head.from)?;
+        if self.filter.is_blocked(head.from) {
+            return Err(Status::unavailable("link cut"));
+        }
+        let msg = Message::parse_from_bytes(&head.raft_metadata)
+            .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
+        if msg.get_msg_type() != MessageType::MsgSnapshot || msg.to != self.me {
+            return Err(Status::invalid_argument("not a snapshot for this member"));
+        }
+        let meta = msg.get_snapshot().get_metadata();
+        let (term, index) = (meta.term, meta.index);
+        let part = self.snaps.part_path(term, index);
+        let mut file = tokio::fs::File::create(&part).await.map_err(io_status)?;
+        let mut received = 0u64;
+        let mut done = false;
+        while let Some(chunk) = stream.message().await? {
+            if chunk.offset != received {
+                return Err(Status::invalid_argument(format!(
+                    "snapshot chunk at offset {} after {received} bytes",
+                    chunk.offset
+                )));
+            }
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk.data)
+                .await
+                .map_err(io_status)?;
+            received += chunk.data.len() as u64;
+            if chunk.last {
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(Status::aborted("snapshot stream ended early"));
+        }
+        drop(file);
+        // Check the image before Raft hears of it, then make it durable.
+        let check = part.clone();
+        let summary = tokio::task::spawn_blocking(move || {
+            crate::mvcc::verify_image(&mut std::fs::File::open(&check)?)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        if let Err(e) = summary {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(Status::data_loss(e.to_string()));
+        }
+        let snaps = self.snaps.clone();
+        tokio::task::spawn_blocking(move || snaps.commit_part(term, index))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        self.metrics.snapshot_receive_success.inc();
+        tracing::info!(
+            from = format!("{:x}", head.from),
+            index,
+            term,
+            bytes = received,
+            "snapshot received"
+        );
+        if self.node.step(msg).is_err() {
+            return Err(Status::unavailable("member is stopping"));
+        }
+        Ok(Response::new(SnapshotResponse { received }))
     }
 }

@@ -30,6 +30,7 @@ use raft::eraftpb::{
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
+use super::snapshot::{self, SnapDir};
 use super::{Command, ConfChange, ConfChangeKind, Replication, StateMachine, Status};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -69,7 +70,27 @@ pub struct Driver<SM: StateMachine, T: Outbox> {
     next_read_ctx: u64,
     last_leader: u64,
     last_term: u64,
+    snap_dir: SnapDir,
+    log: LogRetention,
+    /// A truncation is under way (done in steps).
+    truncating: bool,
 }
+
+/// When to truncate the Raft log (etcd's `--snapshot-count` and
+/// `--experimental-snapshot-catchup-entries`).
+#[derive(Debug, Clone, Copy)]
+pub struct LogRetention {
+    /// Truncate once this many entries were applied since the last time.
+    pub snapshot_count: u64,
+    /// Entries kept behind the applied index for slow followers.
+    pub catchup_entries: u64,
+    /// Test hook: abort halfway through installing a snapshot.
+    pub crash_in_install: bool,
+}
+
+/// Log entries deleted per driver iteration, so a big truncation never stalls
+/// the loop for long.
+const TRUNCATE_STEP: u64 = 10_000;
 
 impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
     #[allow(clippy::too_many_arguments)]
@@ -81,8 +102,13 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         status: Arc<Status>,
         metrics: Arc<Metrics>,
         heartbeat: Duration,
+        snap_dir: SnapDir,
+        log: LogRetention,
     ) -> Self {
         Driver {
+            snap_dir,
+            log,
+            truncating: false,
             raw,
             sm,
             outbox,
@@ -185,6 +211,14 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                 }
             }
             Command::Unreachable(peer) => self.raw.report_unreachable(peer),
+            Command::ReportSnapshot { to, ok } => {
+                let status = if ok {
+                    raft::SnapshotStatus::Finish
+                } else {
+                    raft::SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
             Command::TransferLeader(to) => self.raw.transfer_leader(to),
             Command::Campaign => {
                 if let Err(e) = self.raw.campaign() {
@@ -310,12 +344,21 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         if !ready.messages().is_empty() {
             self.outbox.send(ready.take_messages());
         }
-        if ready.snapshot().get_metadata().get_index() != 0 {
-            // Snapshots arrive with the snapshot issue; a member never asks for one
-            // before log compaction exists.
-            return Err(Error::Corrupt(
-                "received a Raft snapshot, which this version cannot install".into(),
-            ));
+        if !ready.snapshot().is_empty() {
+            // Before anything after it: the state it brings, then its metadata.
+            let snap = ready.snapshot().clone();
+            let store = self.raw.store().clone();
+            let sm = &mut self.sm;
+            let crash = self.log.crash_in_install;
+            snapshot::install(&self.snap_dir, &snap, &store, |image| {
+                sm.restore(image)?;
+                if crash {
+                    tracing::error!("--unsafe-crash-in-snapshot-install: aborting mid-install");
+                    std::process::abort();
+                }
+                Ok(())
+            })?;
+            self.metrics.snapshots_installed.inc();
         }
         if !ready.read_states().is_empty() {
             for rs in ready.take_read_states() {
@@ -361,6 +404,35 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         self.apply_entries(committed)?;
         self.raw.advance_apply();
         self.publish_status();
+        self.truncate_log()?;
+        Ok(())
+    }
+
+    /// Drops applied entries from the Raft log once `snapshot_count` were
+    /// applied past the retained tail, keeping `catchup_entries` of them (at
+    /// most [`TRUNCATE_STEP`] entries per call). No copy of the state is
+    /// needed: it is durable in the same database as the log.
+    fn truncate_log(&mut self) -> Result<()> {
+        let store = self.raw.store();
+        let applied = self.sm.applied_index().min(self.raw.raft.raft_log.applied);
+        let first = store.first_index();
+        let keep_from = applied.saturating_sub(self.log.catchup_entries).max(1);
+        if keep_from <= first {
+            return Ok(());
+        }
+        let behind = keep_from - first;
+        // Start only after snapshot_count entries; once started, finish.
+        if behind < self.log.snapshot_count && !self.truncating {
+            return Ok(());
+        }
+        self.truncating = true;
+        let to = keep_from.min(first + TRUNCATE_STEP);
+        store.compact(to)?;
+        if to == keep_from {
+            self.truncating = false;
+            self.metrics.snapshots_taken.inc();
+            tracing::info!(applied, first_index = to, "raft log truncated");
+        }
         Ok(())
     }
 

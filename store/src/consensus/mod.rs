@@ -24,10 +24,13 @@
 //!   simple (one member at a time, ConfChangeV2 without joint consensus), as
 //!   etcd 3.4 makes them.
 //!
-//! Left out here: log compaction and snapshots (later issues).
+//! Log truncation and snapshots: see [`snapshot`] (the driver truncates the
+//! log after `--snapshot-count` entries and installs snapshots raft-rs hands
+//! it).
 
 pub mod driver;
 pub mod logger;
+pub mod snapshot;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,6 +64,10 @@ pub trait StateMachine: Send + 'static {
 
     /// The index of the last applied entry.
     fn applied_index(&self) -> u64;
+
+    /// Replaces the whole state with the image in `image` (a Raft snapshot
+    /// being installed); afterwards `applied_index` is the image's.
+    fn restore(&mut self, image: &std::path::Path) -> Result<()>;
 }
 
 /// What a configuration change does to Raft's configuration.
@@ -113,6 +120,10 @@ pub(crate) enum Command<O> {
     },
     Step(Box<raft::eraftpb::Message>),
     Unreachable(u64),
+    ReportSnapshot {
+        to: u64,
+        ok: bool,
+    },
     TransferLeader(u64),
     Campaign,
     Stop,
@@ -264,6 +275,11 @@ impl<O: Send + 'static> Node<O> {
     /// Tells Raft a peer could not be reached.
     pub fn report_unreachable(&self, peer: u64) {
         let _ = self.send(Command::Unreachable(peer));
+    }
+
+    /// Tells Raft how sending a snapshot to `to` ended.
+    pub fn report_snapshot(&self, to: u64, ok: bool) {
+        let _ = self.send(Command::ReportSnapshot { to, ok });
     }
 
     /// Asks the leader to hand leadership to `to`.

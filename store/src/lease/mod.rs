@@ -126,43 +126,28 @@ impl Lessor {
     /// Loads the leases recorded in `store` and attaches every live key that
     /// names one. `min_ttl` is in seconds.
     pub fn open(store: &Store, min_ttl: i64) -> Result<Lessor> {
-        let mut leases = HashMap::new();
-        for item in store.backend().scan(RECORD_PREFIX, RECORD_END) {
-            let (k, v) = item?;
-            let (id, ttl) = decode_record(&k, &v)?;
-            leases.insert(
-                id,
-                Lease {
-                    ttl,
-                    keys: BTreeSet::new(),
-                    deadline: None,
-                    reported: None,
-                },
-            );
-        }
-        if !leases.is_empty() {
-            let all = store.range(
-                &[0],
-                &[0],
-                &RangeOptions {
-                    keys_only: true,
-                    ..Default::default()
-                },
-            )?;
-            for kv in all.kvs {
-                if let Some(l) = leases.get_mut(&kv.lease) {
-                    l.keys.insert(kv.key);
-                }
-            }
-        }
-        tracing::debug!(leases = leases.len(), "lessor: opened");
         Ok(Lessor {
             inner: Mutex::new(Inner {
-                leases,
+                leases: load(store)?,
                 primary: false,
             }),
             min_ttl,
         })
+    }
+
+    /// Loads the leases again after the store's content was replaced (a Raft
+    /// snapshot installed). Deadlines restart from now on a primary.
+    pub fn reload(&self, store: &Store) -> Result<()> {
+        let mut leases = load(store)?;
+        let mut g = self.lock();
+        if g.primary {
+            let now = Instant::now();
+            for l in leases.values_mut() {
+                l.deadline = Some(now + Duration::from_secs(l.ttl.max(0) as u64));
+            }
+        }
+        g.leases = leases;
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -371,6 +356,41 @@ impl Lessor {
         }
         due.into_iter().map(|(_, id)| id).collect()
     }
+}
+
+/// The leases recorded in `store`, each with the live keys that name it.
+fn load(store: &Store) -> Result<HashMap<LeaseId, Lease>> {
+    let mut leases = HashMap::new();
+    for item in store.backend().scan(RECORD_PREFIX, RECORD_END) {
+        let (k, v) = item?;
+        let (id, ttl) = decode_record(&k, &v)?;
+        leases.insert(
+            id,
+            Lease {
+                ttl,
+                keys: BTreeSet::new(),
+                deadline: None,
+                reported: None,
+            },
+        );
+    }
+    if !leases.is_empty() {
+        let all = store.range(
+            &[0],
+            &[0],
+            &RangeOptions {
+                keys_only: true,
+                ..Default::default()
+            },
+        )?;
+        for kv in all.kvs {
+            if let Some(l) = leases.get_mut(&kv.lease) {
+                l.keys.insert(kv.key);
+            }
+        }
+    }
+    tracing::debug!(leases = leases.len(), "lessor: opened");
+    Ok(leases)
 }
 
 #[cfg(test)]

@@ -54,6 +54,7 @@ use prost::Message as _;
 use tokio::sync::watch;
 
 use crate::config::MemberId;
+use crate::consensus::{ConfChange, ConfChangeKind};
 use crate::error::{Error, Result};
 use crate::mvcc::{Store, WriteTxn};
 
@@ -497,6 +498,19 @@ impl Membership {
     /// The voting members' ids.
     pub fn voting_ids(&self) -> Vec<MemberId> {
         self.read().voting().map(|m| m.id).collect()
+    }
+
+    /// Whether the list already shows the effect of a Raft conf change (for
+    /// changes applied to the state before Raft replays them: an image newer
+    /// than its snapshot's metadata). Taking exactly those leaves Raft's
+    /// configuration equal to the list's.
+    pub fn agrees_with(&self, change: &ConfChange) -> bool {
+        let member = self.member(change.node);
+        match change.kind {
+            ConfChangeKind::AddVoter => member.is_some_and(|m| !m.is_learner),
+            ConfChangeKind::AddLearner => member.is_some_and(|m| m.is_learner),
+            ConfChangeKind::Remove => member.is_none(),
+        }
     }
 
     /// Checks `change` with etcd's rules and writes its records into `txn`

@@ -22,11 +22,13 @@
 //! Leaves out: durability (the caller flushes the sled `Db` once per Raft
 //! `Ready`; the Raft log replays anything lost), leases (a kv only carries its
 //! lease id), watch (built on [`Store::history`] and the events returned by
-//! [`WriteTxn::end`]), snapshots (the backend is scanned by the caller), and
+//! [`WriteTxn::end`]), Raft snapshot transfer (`image` only writes and
+//! installs the state as one stream; `crate::snapshot` moves it), and
 //! etcd's background batching of compaction (one batch here).
 
 mod backend;
 mod encoding;
+mod image;
 mod key_index;
 mod revision;
 mod store;
@@ -36,6 +38,7 @@ mod txn;
 mod tests;
 
 pub use backend::{Backend, Batch, BatchOp, MemoryBackend, ScanIter, SledBackend};
+pub use image::{verify_image, ImageSummary};
 pub use key_index::KeyRange;
 pub use revision::Revision;
 pub use store::Store;

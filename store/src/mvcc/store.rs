@@ -35,8 +35,8 @@ use crate::{Error, Result};
 /// The MVCC store. `Send + Sync`: share it behind an `Arc`.
 pub struct Store {
     pub(super) backend: Arc<dyn Backend>,
-    state: RwLock<State>,
-    writer: Mutex<()>,
+    pub(super) state: RwLock<State>,
+    pub(super) writer: Mutex<()>,
     compactor: Compactor,
 }
 
@@ -148,83 +148,24 @@ impl Store {
     /// Opens the store kept in `backend`, rebuilding the key index by scanning
     /// every revision record.
     pub fn open(backend: Arc<dyn Backend>) -> Result<Store> {
-        let meta = |name: &[u8]| -> Result<u64> {
-            match backend.get(name)? {
-                Some(bytes) => encoding::decode_u64(name, &bytes),
-                None => Ok(0),
-            }
-        };
-        let compact_rev = meta(encoding::META_COMPACT_REVISION)? as i64;
-        let consistent_index = meta(encoding::META_CONSISTENT_INDEX)?;
-        let mut index = KeyIndex::new();
-        let mut last_main = 0;
-        let mut records = 0u64;
-        // Records a background compaction had not yet deleted when the member
-        // stopped: deleted again below.
-        let mut leftovers: Vec<Vec<u8>> = Vec::new();
-        for item in backend.scan(&[], encoding::REVISIONS_END) {
-            let (k, v) = item?;
-            let (rev, tombstone) = Revision::from_key(&k)?;
-            let key = encoding::decode_record_key(&v)?;
-            if tombstone && index.last(key).is_none_or(|e| e.is_tombstone()) {
-                // Compaction deletes oldest first, so a tombstone may outlive
-                // the put it ends; only below the compact revision.
-                if rev.main <= compact_rev {
-                    leftovers.push(k);
-                    last_main = rev.main;
-                    continue;
-                }
-                return Err(Error::Corrupt(format!(
-                    "mvcc: tombstone at {rev} of a key that is not live"
-                )));
-            }
-            index.push(key, rev, tombstone);
-            last_main = rev.main;
-            records += 1;
-        }
-        if compact_rev > 0 {
-            leftovers.extend(
-                index
-                    .compaction_plan(compact_rev)
-                    .into_iter()
-                    .map(|(r, t)| r.to_key(t)),
-            );
-            index.compact(compact_rev);
-        }
-        // Compaction may have dropped the newest records (tombstones at the
-        // compact revision), never any above it.
-        let current_rev = last_main.max(compact_rev).max(1);
-        let live_keys = index.count_live(current_rev);
-        tracing::debug!(
-            current_rev,
-            compact_rev,
-            consistent_index,
-            records,
-            keys = live_keys,
-            "mvcc: opened"
-        );
-        let state = State {
-            index,
-            current_rev,
-            compact_rev,
-            consistent_index,
-            live_keys,
-        };
+        let (state, leftovers) = load(&*backend)?;
         let compactor = Compactor::start(backend.clone());
-        if !leftovers.is_empty() {
-            leftovers.sort();
-            tracing::info!(
-                records = leftovers.len(),
-                "mvcc: deleting records left by an interrupted compaction"
-            );
-            compactor.schedule(leftovers);
-        }
+        schedule_leftovers(&compactor, leftovers);
         Ok(Store {
             backend,
             state: RwLock::new(state),
             writer: Mutex::new(()),
             compactor,
         })
+    }
+
+    /// Rebuilds the in-memory state from the backend after its content was
+    /// replaced (a Raft snapshot installed): the caller holds the writer.
+    pub(super) fn reload(&self, state: &mut State) -> Result<()> {
+        let (fresh, leftovers) = load(&*self.backend)?;
+        *state = fresh;
+        schedule_leftovers(&self.compactor, leftovers);
+        Ok(())
     }
 
     pub(super) fn read_state(&self) -> RwLockReadGuard<'_, State> {
@@ -554,4 +495,83 @@ pub(super) fn collect_range(
         true
     });
     (revs, count)
+}
+
+/// Reads the meta keys and every revision record of `backend`: the state of a
+/// store over it, and the records a background compaction had not deleted yet.
+fn load(backend: &dyn Backend) -> Result<(State, Vec<Vec<u8>>)> {
+    let meta = |name: &[u8]| -> Result<u64> {
+        match backend.get(name)? {
+            Some(bytes) => encoding::decode_u64(name, &bytes),
+            None => Ok(0),
+        }
+    };
+    let compact_rev = meta(encoding::META_COMPACT_REVISION)? as i64;
+    let consistent_index = meta(encoding::META_CONSISTENT_INDEX)?;
+    let mut index = KeyIndex::new();
+    let mut last_main = 0;
+    let mut records = 0u64;
+    // Records a background compaction had not yet deleted when the member
+    // stopped: deleted again below.
+    let mut leftovers: Vec<Vec<u8>> = Vec::new();
+    for item in backend.scan(&[], encoding::REVISIONS_END) {
+        let (k, v) = item?;
+        let (rev, tombstone) = Revision::from_key(&k)?;
+        let key = encoding::decode_record_key(&v)?;
+        if tombstone && index.last(key).is_none_or(|e| e.is_tombstone()) {
+            // Compaction deletes oldest first, so a tombstone may outlive
+            // the put it ends; only below the compact revision.
+            if rev.main <= compact_rev {
+                leftovers.push(k);
+                last_main = rev.main;
+                continue;
+            }
+            return Err(Error::Corrupt(format!(
+                "mvcc: tombstone at {rev} of a key that is not live"
+            )));
+        }
+        index.push(key, rev, tombstone);
+        last_main = rev.main;
+        records += 1;
+    }
+    if compact_rev > 0 {
+        leftovers.extend(
+            index
+                .compaction_plan(compact_rev)
+                .into_iter()
+                .map(|(r, t)| r.to_key(t)),
+        );
+        index.compact(compact_rev);
+    }
+    // Compaction may have dropped the newest records (tombstones at the
+    // compact revision), never any above it.
+    let current_rev = last_main.max(compact_rev).max(1);
+    let live_keys = index.count_live(current_rev);
+    tracing::debug!(
+        current_rev,
+        compact_rev,
+        consistent_index,
+        records,
+        keys = live_keys,
+        "mvcc: opened"
+    );
+    let state = State {
+        index,
+        current_rev,
+        compact_rev,
+        consistent_index,
+        live_keys,
+    };
+    Ok((state, leftovers))
+}
+
+fn schedule_leftovers(compactor: &Compactor, mut leftovers: Vec<Vec<u8>>) {
+    if !leftovers.is_empty() {
+        leftovers.sort();
+        tracing::info!(
+            records = leftovers.len(),
+            "mvcc: deleting records left by an interrupted compaction"
+        );
+        compactor.schedule(leftovers);
+    }
 }

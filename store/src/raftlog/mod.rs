@@ -158,6 +158,25 @@ impl SledStorage {
         Ok(())
     }
 
+    /// Bootstraps a fresh member of a new cluster: the log starts after a
+    /// snapshot at index 1, term 1, carrying the initial membership `cs` (as
+    /// raft-rs's examples do). Every initial member starts identical, and a
+    /// member that joins later with an empty log is always sent a snapshot,
+    /// which is how it learns the membership and the data.
+    pub fn bootstrap(&self, cs: ConfState) -> Result<()> {
+        if !self.is_empty() {
+            return Err(Error::Config(
+                "raft log storage is already initialized".into(),
+            ));
+        }
+        let mut snap = Snapshot::default();
+        let meta = snap.mut_metadata();
+        meta.index = 1;
+        meta.term = 1;
+        meta.set_conf_state(cs);
+        self.apply_snapshot(&snap)
+    }
+
     /// Appends `entries`, which must be contiguous. They may start anywhere
     /// from `first_index()` to `last_index() + 1`: entries already stored at
     /// their indexes are replaced, and any stored entry after the last of them

@@ -304,6 +304,28 @@ impl Hub {
         }
     }
 
+    /// The store was replaced by a Raft snapshot now at `rev`: every synced
+    /// watcher moves to the catch-up path from the first revision it has not
+    /// received, so the revisions the snapshot skipped reach it from history
+    /// (or, when compacted away, it gets the compacted response).
+    pub fn restored(&self, rev: i64) {
+        let mut g = self.lock();
+        let first_missing = g.notified + 1;
+        let synced: Vec<Slot> = g
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.state == State::Synced)
+            .map(|(slot, _)| *slot)
+            .collect();
+        for slot in synced {
+            let next = g.watchers[&slot].next_rev.max(first_missing);
+            make_unsynced(&mut g, slot, next);
+        }
+        g.notified = g.notified.max(rev);
+        drop(g);
+        let _ = self.wake.try_send(());
+    }
+
     /// Periodic progress for one watcher: sent only while it is synced, with
     /// the last notified revision (etcd's `progress`).
     pub fn progress(&self, stream: StreamId, id: WatchId) {

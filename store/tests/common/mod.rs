@@ -242,6 +242,39 @@ impl Cluster {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Replaces member `i`'s extra flags (used at its next start).
+    pub fn set_extra(&mut self, i: usize, extra: &[&str]) {
+        self.members[i].extra = extra.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Waits for member `i`'s process to exit by itself, and reaps it.
+    pub fn wait_exit(&mut self, i: usize, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let c = self.members[i].child.as_mut().expect("running");
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                self.members[i].child = None;
+                return st;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "member {i} still running after {timeout:?}; log:\n{}",
+                    self.log_tail(i)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The value of a counter or gauge on member `i`'s /metrics, if exported.
+    pub fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        let (_, body) = http_get(self.members[i].client_port, "/metrics")?;
+        body.lines().find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().parse().ok())?
+        })
+    }
+
     /// Cuts member `i` off from every peer (both directions) through its fault hook.
     pub fn isolate(&self, i: usize) {
         let (code, body) = http_post(self.members[i].client_port, "/debug/fault/cut?peers=all")

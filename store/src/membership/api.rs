@@ -195,6 +195,13 @@ impl Members {
         let deadline = Instant::now() + self.request_timeout;
         while Instant::now() < deadline {
             let leader = self.kv.node().status().leader();
+            if leader == self.membership.local_id() {
+                // Leadership moved here meanwhile.
+                match self.promote_here(id).await {
+                    Err(Error::NotLeader) => {}
+                    other => return other,
+                }
+            }
             let urls = if leader == 0 || leader == self.membership.local_id() {
                 Vec::new()
             } else {

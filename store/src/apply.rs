@@ -19,20 +19,26 @@
 //! every attached key and the record in one write transaction, so at one
 //! revision on every member.
 //!
+//! Alarms: an alarm request raises, clears or lists alarms in the replicated
+//! [`Alarms`] set (its records ride in a write transaction with the consistent
+//! index, using no revision); while NOSPACE or CORRUPT is raised, the requests
+//! it forbids fail here, identically on every member (see
+//! [`crate::maintenance::alarm`]).
+//!
 //! Membership: conf change entries (add, remove, promote) and the
 //! MemberUpdate and publish entries go through [`Membership::apply`] in one
 //! write transaction that records the member list with the entry's index and
 //! no revision; a refused change writes only the index.
 //!
-//! Left out here: auth and alarms.
+//! Left out here: auth.
 
 use std::sync::Arc;
 
 use keel_proto::etcdserverpb::{
-    compare, request_op, response_op, CompactionRequest, CompactionResponse, Compare,
-    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
-    RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    compare, request_op, response_op, AlarmRequest, AlarmResponse, CompactionRequest,
+    CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest,
+    LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use keel_proto::mvccpb;
 use keel_proto::peer::{internal_request, InternalRequest};
@@ -41,6 +47,7 @@ use prost::Message as _;
 use crate::consensus::{ConfChange, ConfChangeKind, StateMachine};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
+use crate::maintenance::alarm::Alarms;
 use crate::membership::{self, Change, Membership};
 use crate::metrics::Metrics;
 use crate::mvcc::{KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
@@ -55,18 +62,20 @@ pub enum Response {
     Compaction(CompactionResponse),
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
+    Alarm(AlarmResponse),
     /// A membership change: the member list after it.
     Members(Vec<membership::Member>),
 }
 
-/// The replicated state machine: MVCC, leases and the member list (later:
-/// auth and alarms).
+/// The replicated state machine: MVCC, leases, alarms and the member list
+/// (later: auth).
 pub struct Applier {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
     lessor: Arc<Lessor>,
     membership: Arc<Membership>,
+    alarms: Arc<Alarms>,
     applied: u64,
 }
 
@@ -85,6 +94,7 @@ impl Applier {
             hub,
             lessor,
             membership,
+            alarms: Arc::new(Alarms::default()),
             applied,
         }
     }
@@ -97,6 +107,12 @@ impl Applier {
         self.commit(txn, index)?;
         self.membership.commit(staged);
         Ok(Response::Members(self.membership.members()))
+    }
+
+    /// Keeps alarms in `alarms` (loaded from the store by the caller).
+    pub fn with_alarms(mut self, alarms: Arc<Alarms>) -> Applier {
+        self.alarms = alarms;
+        self
     }
 
     /// Ends a write transaction, lets the lessor follow the keys it moved and
@@ -112,6 +128,9 @@ impl Applier {
 
     fn apply_request(&mut self, index: u64, req: internal_request::Request) -> Result<Response> {
         use internal_request::Request as R;
+        if let Some(refused) = self.alarms.refuse(&req) {
+            return Err(refused);
+        }
         match req {
             R::Put(p) => {
                 self.metrics.mvcc_put_total.inc();
@@ -167,6 +186,7 @@ impl Applier {
                     peer_urls: u.peer_ur_ls,
                 },
             ),
+            R::Alarm(a) => self.alarm(index, &a),
             _ => Err(Error::InvalidArgument(
                 "etcdserver: this request type is not supported yet".into(),
             )),
@@ -200,6 +220,14 @@ impl Applier {
                 ..Default::default()
             }),
         }))
+    }
+
+    fn alarm(&mut self, index: u64, a: &AlarmRequest) -> Result<Response> {
+        let mut txn = self.store.write();
+        let (resp, change) = self.alarms.apply(&mut txn, a);
+        self.commit(txn, index)?;
+        self.alarms.settle(change);
+        Ok(Response::Alarm(resp))
     }
 
     fn compact(&mut self, index: u64, c: &CompactionRequest) -> Result<Response> {

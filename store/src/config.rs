@@ -9,8 +9,12 @@
 //! etcd derives them (a hash of the member's peer URLs and the cluster token; the
 //! cluster id from the sorted member ids), so every member computes the same ids.
 //!
-//! Left out here: TLS flags, auth flags and the compaction flags are parsed by the
-//! issues that implement them.
+//! Durations of etcd's own flags that keel copies with their Go meaning
+//! (`--auto-compaction-retention`, `--experimental-corrupt-check-time`) are
+//! parsed with Go's `time.ParseDuration` rules ([`parse_go_duration`]).
+//!
+//! Left out here: TLS flags and auth flags are parsed by the issues that
+//! implement them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,6 +23,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::error::{Error, Result};
+use crate::maintenance::compactor::AutoCompaction;
 
 /// A member id (raft node id). Never 0.
 pub type MemberId = u64;
@@ -102,6 +107,36 @@ pub struct StoreFlags {
     /// Duration of periodic watch progress notifications (e.g. 10m, 30s, 500ms).
     #[arg(long, env = "KEEL_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
+    /// Raise alarms when backend size exceeds the given quota. 0 means use the default quota (2 GiB); a negative value disables it.
+    #[arg(
+        long,
+        env = "KEEL_QUOTA_BACKEND_BYTES",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub quota_backend_bytes: i64,
+    /// Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.
+    #[arg(long, env = "KEEL_AUTO_COMPACTION_MODE", default_value = "periodic")]
+    pub auto_compaction_mode: String,
+    /// Auto compaction retention for mvcc key value store. 0 means disable auto compaction.
+    #[arg(long, env = "KEEL_AUTO_COMPACTION_RETENTION", default_value = "0")]
+    pub auto_compaction_retention: String,
+    /// Duration of time between cluster corruption check passes (0s: off).
+    #[arg(
+        long,
+        env = "KEEL_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+        default_value = "0s"
+    )]
+    pub experimental_corrupt_check_time: String,
+    /// Test-only: how often revision-mode auto compaction runs (etcd: 5m, fixed).
+    #[arg(
+        long,
+        env = "KEEL_UNSAFE_REVISION_COMPACTION_INTERVAL",
+        default_value = "5m",
+        value_parser = parse_duration,
+        hide = true
+    )]
+    pub unsafe_revision_compaction_interval: Duration,
     /// Path to a YAML config file whose keys are these flag names.
     #[arg(long, env = "KEEL_CONFIG_FILE")]
     pub config_file: Option<PathBuf>,
@@ -166,6 +201,14 @@ pub struct Config {
     pub snapshot_catchup_entries: u64,
     pub strict_reconfig_check: bool,
     pub watch_progress_notify_interval: Duration,
+    /// `--quota-backend-bytes` as given (0: default, negative: no quota).
+    pub quota_backend_bytes: i64,
+    /// Automatic compaction, if on.
+    pub auto_compaction: Option<AutoCompaction>,
+    /// How often the leader compares hashes with the other members, if at all.
+    pub corrupt_check_interval: Option<Duration>,
+    /// How often revision-mode auto compaction runs (5 minutes but in tests).
+    pub revision_compaction_interval: Duration,
     pub log_level: String,
     pub unsafe_fault_hooks: bool,
     pub unsafe_stale_reads: bool,
@@ -216,6 +259,22 @@ impl StoreFlags {
         if self.max_request_bytes == 0 {
             return Err(bad("--max-request-bytes must be > 0".into()));
         }
+        let auto_compaction =
+            parse_auto_compaction(&self.auto_compaction_mode, &self.auto_compaction_retention)?;
+        let corrupt_check =
+            parse_go_duration(&self.experimental_corrupt_check_time).map_err(|e| {
+                bad(format!(
+                    "invalid value {:?} for flag -experimental-corrupt-check-time: {e}",
+                    self.experimental_corrupt_check_time
+                ))
+            })?;
+        if corrupt_check < 0 {
+            return Err(bad(
+                "--experimental-corrupt-check-time must not be negative".into(),
+            ));
+        }
+        let corrupt_check_interval =
+            (corrupt_check > 0).then(|| Duration::from_nanos(corrupt_check as u64));
         let listen_client = parse_listen_urls("--listen-client-urls", &self.listen_client_urls)?;
         let listen_peer = parse_listen_urls("--listen-peer-urls", &self.listen_peer_urls)?;
         let advertise_client_urls = match &self.advertise_client_urls {
@@ -285,6 +344,10 @@ impl StoreFlags {
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
+            quota_backend_bytes: self.quota_backend_bytes,
+            auto_compaction,
+            corrupt_check_interval,
+            revision_compaction_interval: self.unsafe_revision_compaction_interval,
             log_level: self.log_level,
             unsafe_fault_hooks: self.unsafe_fault_hooks,
             unsafe_stale_reads: self.unsafe_stale_reads,
@@ -300,6 +363,133 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
         return Err(format!("invalid duration {s:?}: must be > 0"));
     }
     Ok(d)
+}
+
+/// `--auto-compaction-mode` and `--auto-compaction-retention` as etcd 3.4
+/// reads them (its `parseCompactionRetention`): a non-negative integer is a
+/// number of revisions (revision mode) or of hours (periodic mode); anything
+/// else is a Go duration, which in revision mode counts its nanoseconds as
+/// revisions (etcd's quirk, kept). 0 turns automatic compaction off.
+pub fn parse_auto_compaction(mode: &str, retention: &str) -> Result<Option<AutoCompaction>> {
+    let bad = |m: String| Error::Config(m);
+    if !matches!(mode, "" | "periodic" | "revision") {
+        return Err(bad(format!("unknown auto-compaction-mode {mode:?}")));
+    }
+    let amount: i64 = match parse_go_int(retention) {
+        Some(n) if n >= 0 => match mode {
+            "revision" => n,
+            "periodic" => n
+                .checked_mul(3_600_000_000_000)
+                .ok_or_else(|| bad(format!("--auto-compaction-retention {n}: too many hours")))?,
+            _ => 0,
+        },
+        _ => parse_go_duration(retention)
+            .map_err(|e| bad(format!("error parsing CompactionRetention: {e}")))?,
+    };
+    if amount == 0 {
+        return Ok(None);
+    }
+    match mode {
+        "revision" => Ok(Some(AutoCompaction::Revision(amount))),
+        "periodic" if amount > 0 => Ok(Some(AutoCompaction::Periodic(Duration::from_nanos(
+            amount as u64,
+        )))),
+        "periodic" => Err(bad(format!(
+            "--auto-compaction-retention {retention:?}: must not be negative"
+        ))),
+        _ => Err(bad(format!("unsupported compaction mode {mode}"))),
+    }
+}
+
+/// Go's `strconv.Atoi`: an optional sign and decimal digits.
+fn parse_go_int(s: &str) -> Option<i64> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Go's `time.ParseDuration`, in nanoseconds: a signed sequence of decimal
+/// numbers, each with an optional fraction and a unit (`ns`, `us`, `µs`,
+/// `ms`, `s`, `m`, `h`), e.g. "300ms", "-1.5h", "2h45m"; "0" alone needs no
+/// unit. Errors carry Go's messages. (Go's rules, re-implemented.)
+pub fn parse_go_duration(orig: &str) -> std::result::Result<i64, String> {
+    let invalid = || format!("time: invalid duration \"{orig}\"");
+    let mut s = orig;
+    let mut neg = false;
+    if let Some(rest) = s.strip_prefix('-') {
+        neg = true;
+        s = rest;
+    } else if let Some(rest) = s.strip_prefix('+') {
+        s = rest;
+    }
+    if s == "0" {
+        return Ok(0);
+    }
+    if s.is_empty() {
+        return Err(invalid());
+    }
+    let mut total: u128 = 0;
+    while !s.is_empty() {
+        let b = s.as_bytes();
+        if !(b[0] == b'.' || b[0].is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut whole: u128 = 0;
+        for c in &b[..int_len] {
+            whole = whole * 10 + u128::from(c - b'0');
+            if whole > i64::MAX as u128 {
+                return Err(invalid());
+            }
+        }
+        s = &s[int_len..];
+        let (mut frac, mut scale, mut frac_len) = (0u128, 1u128, 0usize);
+        if let Some(rest) = s.strip_prefix('.') {
+            s = rest;
+            frac_len = s.bytes().take_while(|c| c.is_ascii_digit()).count();
+            for c in s[..frac_len].bytes() {
+                // Digits past what fits are dropped, as Go does.
+                if scale < 1_000_000_000_000_000_000 {
+                    frac = frac * 10 + u128::from(c - b'0');
+                    scale *= 10;
+                }
+            }
+            s = &s[frac_len..];
+        }
+        if int_len == 0 && frac_len == 0 {
+            return Err(invalid());
+        }
+        let unit_len = s
+            .char_indices()
+            .find(|(_, c)| *c == '.' || c.is_ascii_digit())
+            .map_or(s.len(), |(i, _)| i);
+        if unit_len == 0 {
+            return Err(format!("time: missing unit in duration \"{orig}\""));
+        }
+        let unit = &s[..unit_len];
+        s = &s[unit_len..];
+        let nanos: u128 = match unit {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => {
+                return Err(format!(
+                    "time: unknown unit \"{unit}\" in duration \"{orig}\""
+                ))
+            }
+        };
+        total += whole * nanos + frac * nanos / scale;
+        if total > i64::MAX as u128 {
+            return Err(invalid());
+        }
+    }
+    let total = total as i64;
+    Ok(if neg { -total } else { total })
 }
 
 /// Reads a YAML config file into `--flag=value` arguments, for the keys the
@@ -589,6 +779,83 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("given for both"), "{e}");
+    }
+
+    #[test]
+    fn go_durations_parse_as_go_parses_them() {
+        assert_eq!(parse_go_duration("0"), Ok(0));
+        assert_eq!(parse_go_duration("5s"), Ok(5_000_000_000));
+        assert_eq!(parse_go_duration("1h30m"), Ok(5_400_000_000_000));
+        assert_eq!(parse_go_duration("1.5h"), Ok(5_400_000_000_000));
+        assert_eq!(parse_go_duration("-.5ms"), Ok(-500_000));
+        assert_eq!(parse_go_duration("100\u{b5}s"), Ok(100_000));
+        assert_eq!(
+            parse_go_duration("1"),
+            Err("time: missing unit in duration \"1\"".into())
+        );
+        assert_eq!(
+            parse_go_duration("3d"),
+            Err("time: unknown unit \"d\" in duration \"3d\"".into())
+        );
+        assert_eq!(
+            parse_go_duration("abc"),
+            Err("time: invalid duration \"abc\"".into())
+        );
+        assert!(parse_go_duration("").is_err());
+        assert!(parse_go_duration("1h.").is_err());
+    }
+
+    #[test]
+    fn auto_compaction_flags_as_etcd_reads_them() {
+        use std::time::Duration as D;
+        let p = parse_auto_compaction;
+        assert_eq!(p("periodic", "0").unwrap(), None);
+        assert_eq!(
+            p("periodic", "1").unwrap(),
+            Some(AutoCompaction::Periodic(D::from_secs(3600)))
+        );
+        assert_eq!(
+            p("periodic", "30m").unwrap(),
+            Some(AutoCompaction::Periodic(D::from_secs(1800)))
+        );
+        assert_eq!(
+            p("revision", "1000").unwrap(),
+            Some(AutoCompaction::Revision(1000))
+        );
+        assert_eq!(
+            p("revision", "1us").unwrap(),
+            Some(AutoCompaction::Revision(1000))
+        );
+        let e = p("weekly", "1").unwrap_err().to_string();
+        assert!(e.contains("unknown auto-compaction-mode \"weekly\""), "{e}");
+        let e = p("periodic", "soon").unwrap_err().to_string();
+        assert!(
+            e.contains("error parsing CompactionRetention: time: invalid duration \"soon\""),
+            "{e}"
+        );
+        let c = parse(&[
+            "--auto-compaction-mode",
+            "revision",
+            "--auto-compaction-retention",
+            "10",
+            "--quota-backend-bytes",
+            "-1",
+            "--experimental-corrupt-check-time",
+            "2m",
+        ])
+        .unwrap();
+        assert_eq!(c.auto_compaction, Some(AutoCompaction::Revision(10)));
+        assert_eq!(c.quota_backend_bytes, -1);
+        assert_eq!(c.corrupt_check_interval, Some(D::from_secs(120)));
+        let c = parse(&[]).unwrap();
+        assert_eq!(
+            (
+                c.auto_compaction,
+                c.quota_backend_bytes,
+                c.corrupt_check_interval
+            ),
+            (None, 0, None)
+        );
     }
 
     #[test]

@@ -32,6 +32,18 @@ pub enum Error {
     /// A leader-only call reached a member that is not the leader.
     #[error("etcdserver: not leader")]
     NotLeader,
+    /// The backend quota is used up, or the NOSPACE alarm is raised.
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// The CORRUPT alarm is raised: writes are refused.
+    #[error("etcdserver: corrupt cluster")]
+    CorruptCluster,
+    /// MoveLeader to a member that does not exist or cannot lead.
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// MoveLeader did not finish in time.
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     /// Errors of the Lock and Election services, which etcd sends with code
     /// Unknown and the concurrency package's message.
     #[error("{0}")]
@@ -126,7 +138,9 @@ impl Error {
             Error::MemberBadUrls => Code::InvalidArgument,
             Error::Unhealthy | Error::NotSupportedForLearner | Error::Removed => Code::Unavailable,
             Error::Forwarded { code, .. } => *code,
-            Error::NotLeader => Code::Unavailable,
+            Error::NotLeader | Error::BadLeaderTransferee => Code::FailedPrecondition,
+            Error::NoSpace => Code::ResourceExhausted,
+            Error::CorruptCluster => Code::DataLoss,
             Error::Concurrency(_) => Code::Unknown,
             Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => {
                 Code::Unavailable

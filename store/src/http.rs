@@ -3,9 +3,10 @@
 //! `--unsafe-fault-hooks` flag) `/debug/fault/...` to cut and heal peer links in
 //! tests.
 //!
-//! `/health` is `{"health":"true"}` (200) when the member has a leader and a
-//! linearizable read completes within a second, else `{"health":"false"}` (503),
-//! as etcd 3.4 answers.
+//! `/health` is `{"health":"true"}` (200) when no alarm is raised (but those
+//! named by `?exclude=NAME`), the member has a leader and a linearizable read
+//! completes within a second, else `{"health":"false"}` (503), as etcd 3.4
+//! answers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,8 +67,24 @@ fn json(status: StatusCode, body: String) -> axum::response::Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn health(State(s): State<HttpState>) -> axum::response::Response {
-    let ok = s.kv.node().status().has_leader()
+async fn health(
+    State(s): State<HttpState>,
+    Query(q): Query<Vec<(String, String)>>,
+) -> axum::response::Response {
+    // Any raised alarm makes the member unhealthy, unless excluded with
+    // `?exclude=NOSPACE` (etcd 3.4).
+    let excluded: Vec<String> = q
+        .into_iter()
+        .filter(|(k, _)| k == "exclude")
+        .map(|(_, v)| v)
+        .collect();
+    let alarmed =
+        s.kv.alarms()
+            .get(0)
+            .iter()
+            .any(|a| !excluded.contains(&crate::maintenance::alarm::alarm_name(a.alarm)));
+    let ok = !alarmed
+        && s.kv.node().status().has_leader()
         && matches!(
             tokio::time::timeout(Duration::from_secs(1), s.kv.node().read_index()).await,
             Ok(Ok(_))
@@ -93,6 +110,9 @@ async fn metrics_text(State(s): State<HttpState>) -> axum::response::Response {
     if let Ok(size) = s.kv.store().size_bytes() {
         s.metrics.db_total_size_bytes.set(size as i64);
     }
+    s.metrics
+        .db_total_size_in_use_bytes
+        .set(s.kv.store().size_in_use() as i64);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

@@ -7,10 +7,14 @@
 //! serves /health, /version and /metrics; [`config`] parses etcd's flags;
 //! [`lease`] is the lessor and the Lease API; [`concurrency`] serves Lock and
 //! Election from leases, txns and watches; [`membership`] is the replicated
-//! member list and the Cluster API;
-//! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint.
+//! member list and the Cluster API; [`maintenance`] is the Maintenance
+//! API, alarms, the backend quota, automatic compaction and the corruption
+//! check;
+//! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint;
+//! [`backup`] writes and checks the files of `snapshot save` / `restore`.
 
 pub mod apply;
+pub mod backup;
 pub mod bench;
 pub mod concurrency;
 pub mod config;
@@ -19,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod kv;
 pub mod lease;
+pub mod maintenance;
 pub mod membership;
 pub mod metrics;
 pub mod mvcc;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub proposals_failed: IntCounter,
     pub wal_fsync_seconds: Histogram,
     pub db_total_size_bytes: IntGauge,
+    pub db_total_size_in_use_bytes: IntGauge,
+    pub quota_backend_bytes: IntGauge,
     pub mvcc_put_total: IntCounter,
     pub mvcc_delete_total: IntCounter,
     pub mvcc_range_total: IntCounter,
@@ -98,6 +100,14 @@ impl Metrics {
             "etcd_mvcc_db_total_size_in_bytes",
             "Total size of the underlying database physically allocated in bytes.",
         );
+        let db_total_size_in_use_bytes = g(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+        );
+        let quota_backend_bytes = g(
+            "etcd_server_quota_backend_bytes",
+            "Current backend storage quota size in bytes.",
+        );
         let mvcc_put_total = c(
             "etcd_mvcc_put_total",
             "Total number of puts seen by this member.",
@@ -150,6 +160,8 @@ impl Metrics {
             proposals_failed,
             wal_fsync_seconds,
             db_total_size_bytes,
+            db_total_size_in_use_bytes,
+            quota_backend_bytes,
             mvcc_put_total,
             mvcc_delete_total,
             mvcc_range_total,

@@ -30,8 +30,9 @@ use std::time::Duration;
 use keel_proto::etcdserverpb::cluster_server::ClusterServer;
 use keel_proto::etcdserverpb::kv_server::KvServer;
 use keel_proto::etcdserverpb::lease_server::LeaseServer;
-use keel_proto::etcdserverpb::watch_server::WatchServer;
+use keel_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use keel_proto::peer::lease_peer_server::LeasePeerServer;
+use keel_proto::peer::maintenance_peer_server::MaintenancePeerServer;
 use keel_proto::peer::membership_peer_server::MembershipPeerServer;
 use keel_proto::peer::peer_server::PeerServer;
 use keel_proto::v3electionpb::election_server::ElectionServer;
@@ -52,13 +53,18 @@ use crate::error::{Error, Result};
 use crate::kv::{Identity, Kv, StoreNode};
 use crate::lease::service::{LeasePeerService, LeaseService};
 use crate::lease::{Leases, Lessor};
+use crate::maintenance::alarm::Alarms;
+use crate::maintenance::quota::Quota;
+use crate::maintenance::service::{MaintenancePeerService, MaintenanceService};
+use crate::maintenance::{compactor, corrupt, Maintenance};
 use crate::membership::service::{ClusterService, MembershipPeerService};
 use crate::membership::{gate, join, Member, Members, Membership};
 use crate::metrics::Metrics;
-use crate::mvcc::{SledBackend, Store};
+use crate::mvcc::{ImageSummary, SledBackend, Store};
 use crate::raftlog::SledStorage;
 use crate::service::KvService;
 use crate::transport::{Activity, LinkFilter, PeerService, PeerTransport, TransportDeps};
+use crate::watch::grpc::WatchServer;
 use crate::watch::stream::WatchService;
 use crate::watch::Hub;
 
@@ -231,13 +237,15 @@ impl Server {
         let single_voter = storage.conf_state().voters == [cfg.member_id];
         let hub = Hub::new(store.clone());
         let lessor = Arc::new(Lessor::open(&store, min_lease_ttl(&cfg))?);
+        let alarms = Arc::new(Alarms::open(&store)?);
         let applier = Applier::new(
             store.clone(),
             metrics.clone(),
             hub.clone(),
             lessor.clone(),
             membership.clone(),
-        );
+        )
+        .with_alarms(alarms.clone());
         let driver = Driver::new(
             raw,
             applier,
@@ -276,7 +284,19 @@ impl Server {
             cfg.max_txn_ops,
         )
         .with_unsafe_stale_reads(cfg.unsafe_stale_reads)
-        .with_membership(membership.clone());
+        .with_membership(membership.clone())
+        .with_alarms(alarms)
+        .with_quota(Quota::from_flag(cfg.quota_backend_bytes));
+        if let Some(q) = kv.quota() {
+            metrics.quota_backend_bytes.set(q.max_bytes() as i64);
+        }
+        let maintenance = Maintenance::new(
+            kv.clone(),
+            membership.clone(),
+            cfg.election_timeout(),
+            cfg.request_timeout(),
+        )
+        .with_snapshot_dir(snaps.path().to_path_buf());
         let leases = Leases::new(
             kv.clone(),
             lessor,
@@ -300,6 +320,23 @@ impl Server {
             cfg.advertise_client_urls.clone(),
             stop_rx.clone(),
         ));
+        if let Some(mode) = cfg.auto_compaction {
+            tasks.spawn(compactor::run(
+                kv.clone(),
+                mode,
+                cfg.revision_compaction_interval,
+                stop_rx.clone(),
+            ));
+        }
+        if let Some(every) = cfg.corrupt_check_interval {
+            tasks.spawn(corrupt::run(
+                kv.clone(),
+                membership.clone(),
+                every,
+                cfg.request_timeout(),
+                stop_rx.clone(),
+            ));
+        }
 
         // Client port: gRPC (KV, health) and HTTP/1 (health, version, metrics).
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -312,21 +349,23 @@ impl Server {
                         .max_decoding_message_size(max_recv)
                         .max_encoding_message_size(usize::MAX),
                 )
-                .add_service(
-                    WatchServer::new(WatchService::new(
+                .add_service(WatchServer::new(
+                    WatchService::new(
                         hub.clone(),
                         kv.clone(),
                         cfg.max_request_bytes,
                         cfg.watch_progress_notify_interval,
                         cfg.election_timeout(),
-                    ))
-                    .max_decoding_message_size(max_recv)
-                    .max_encoding_message_size(usize::MAX),
-                )
+                    ),
+                    max_recv,
+                ))
                 .add_service(LeaseServer::new(LeaseService(leases.clone())))
                 .add_service(LockServer::new(LockService(recipes.clone())))
                 .add_service(ElectionServer::new(ElectionService(recipes.clone())))
                 .add_service(ClusterServer::new(ClusterService(members.clone())))
+                .add_service(MaintenanceServer::new(MaintenanceService(
+                    maintenance.clone(),
+                )))
                 .add_service(health_service.clone());
             let routes = builder.routes();
             let mut router = routes.into_axum_router();
@@ -378,6 +417,8 @@ impl Server {
                 members: members.clone(),
                 cluster_id: cfg.cluster_id,
             });
+            let maintenance_peer =
+                MaintenancePeerServer::new(MaintenancePeerService(maintenance.clone()));
             let mut stop = stop_rx.clone();
             tasks.spawn(async move {
                 tonic::transport::Server::builder()
@@ -385,6 +426,7 @@ impl Server {
                     .add_service(svc)
                     .add_service(lease_peer)
                     .add_service(membership_peer)
+                    .add_service(maintenance_peer)
                     .serve_with_incoming_shutdown(
                         // tonic's own tcp_nodelay does not apply to a given listener:
                         // set it on every accepted socket (else Nagle delays replies).
@@ -472,6 +514,55 @@ impl Server {
         db.flush()?;
         result
     }
+}
+
+/// `keel snapshot restore`: builds the data dir of a member of a new cluster
+/// (described by `cfg`, as `keel store` would be started) from a backup file,
+/// with every key, revision, the compaction point and the leases of the
+/// backup. Every member restored from the same file with the same cluster
+/// flags starts from the same state and Raft log position.
+pub fn restore(
+    cfg: &Config,
+    backup_file: &std::path::Path,
+    skip_hash_check: bool,
+) -> Result<ImageSummary> {
+    let dir_in_use = std::fs::read_dir(&cfg.data_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if dir_in_use {
+        return Err(Error::Config(format!(
+            "data-dir {:?} exists",
+            cfg.data_dir.display().to_string()
+        )));
+    }
+    let summary = crate::backup::verify_backup(backup_file, skip_hash_check)?;
+    let mut cfg = cfg.clone();
+    cfg.new_cluster = true;
+    let server = Server::new(cfg)?;
+    server
+        .store
+        .install_image(&mut std::fs::File::open(backup_file)?)?;
+    // The backup carries the old cluster's member list: the new one is the
+    // restored cluster's (as etcd's restore rewrites its members bucket).
+    Membership::replace_all(&server.store, &initial_members(&server.cfg.initial_cluster))?;
+    // The Raft log starts after the restored state: a snapshot one past the
+    // backup's index, with the new cluster's membership.
+    let index = summary.consistent_index.max(1) + 1;
+    server.store.set_consistent_index(index)?;
+    let mut snap = raft::eraftpb::Snapshot::default();
+    let meta = snap.mut_metadata();
+    meta.index = index;
+    meta.term = 1;
+    meta.set_conf_state(server.storage.conf_state());
+    server.storage.apply_snapshot(&snap)?;
+    server.storage.flush()?;
+    tracing::info!(
+        revision = summary.revision,
+        records = summary.records,
+        index,
+        "restored a snapshot"
+    );
+    Ok(summary)
 }
 
 /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to seconds.

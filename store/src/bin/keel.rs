@@ -31,6 +31,34 @@ enum Cmd {
     ///
     /// `keel bench [--endpoints E --conns N --clients N ...] put|range|txn-put|watch|watch-latency|fsync`.
     Bench(keel_store::bench::BenchArgs),
+    /// Backups: `keel snapshot restore FILE` builds a data dir for a member of a
+    /// new cluster from a file `etcdctl snapshot save` wrote from keel.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum SnapshotCmd {
+    /// Restore a snapshot file into a new data dir (etcdctl snapshot restore's flags:
+    /// --name, --data-dir, --initial-cluster, --initial-cluster-token,
+    /// --initial-advertise-peer-urls, --skip-hash-check).
+    Restore(RestoreArgs),
+    /// Check a snapshot file and print what it holds.
+    Status {
+        /// The snapshot file.
+        file: std::path::PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct RestoreArgs {
+    /// The snapshot file.
+    file: std::path::PathBuf,
+    /// Ignore the snapshot's sha256 (needed for a file copied from a data dir).
+    #[arg(long)]
+    skip_hash_check: bool,
+    #[command(flatten)]
+    store: StoreFlags,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     let cli = parse_with_config_file(argv)?;
     let (flags, default_dir) = match cli.cmd {
         Cmd::Bench(args) => return keel_store::bench::run(args),
+        Cmd::Snapshot(cmd) => return snapshot(cmd),
         Cmd::Server(f) => (f, Some("keel-data")),
         Cmd::Store(f) => (f, None),
     };
@@ -68,7 +97,7 @@ fn main() -> anyhow::Result<()> {
 fn parse_with_config_file(argv: Vec<OsString>) -> anyhow::Result<Cli> {
     let matches = Cli::command().get_matches_from(argv.clone());
     let (name, sub) = matches.subcommand().context("a subcommand is required")?;
-    if name == "bench" {
+    if name == "bench" || name == "snapshot" {
         return Cli::from_arg_matches(&matches).map_err(|e| e.exit());
     }
     let Some(path) = sub.get_one::<std::path::PathBuf>("config_file").cloned() else {
@@ -93,6 +122,37 @@ fn parse_with_config_file(argv: Vec<OsString>) -> anyhow::Result<Cli> {
     argv2.extend(extra);
     let matches = Cli::command().get_matches_from(argv2);
     Cli::from_arg_matches(&matches).map_err(|e| e.exit())
+}
+
+fn snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
+    match cmd {
+        SnapshotCmd::Restore(args) => {
+            init_tracing(&args.store.log_level);
+            let cfg = args
+                .store
+                .into_config()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let summary = keel_store::server::restore(&cfg, &args.file, args.skip_hash_check)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "restored snapshot {} (revision {}, {} records) into {}",
+                args.file.display(),
+                summary.revision,
+                summary.records,
+                cfg.data_dir.display()
+            );
+            Ok(())
+        }
+        SnapshotCmd::Status { file } => {
+            let s = keel_store::backup::verify_backup(&file, false)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!(
+                "revision: {}\ncompact revision: {}\nraft index: {}\nrecords: {}\nimage bytes: {}",
+                s.revision, s.compact_revision, s.consistent_index, s.records, s.bytes
+            );
+            Ok(())
+        }
+    }
 }
 
 fn from_default(m: &ArgMatches, id: &str) -> bool {

@@ -44,16 +44,22 @@ pub struct SnapDir {
 }
 
 impl SnapDir {
-    /// Opens (creating) the directory and drops unfinished downloads.
+    /// Opens (creating) the directory and drops unfinished downloads and
+    /// backups a crash left behind.
     pub fn open(path: PathBuf) -> Result<SnapDir> {
         fs::create_dir_all(&path)?;
         for entry in fs::read_dir(&path)? {
             let p = entry?.path();
-            if p.extension().is_some_and(|e| e == "part") {
+            if p.extension().is_some_and(|e| e == "part" || e == "tmp") {
                 let _ = fs::remove_file(&p);
             }
         }
         Ok(SnapDir { path })
+    }
+
+    /// The directory itself (also where temporary backups are written).
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Where the image of the snapshot at `(term, index)` is kept.

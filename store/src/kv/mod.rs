@@ -6,14 +6,21 @@
 //! when the encoding exceeds `--max-request-bytes`, proposed, answered when
 //! applied here. Reads: ReadIndex first unless `serializable`, then served from
 //! local MVCC state. Read-only txns are reads too (as in etcd), never proposed.
+//!
+//! Quota: puts, txns (and, through [`Kv::check_quota`], lease grants) are
+//! checked against the backend quota before anything else, as etcd's quota
+//! servers wrap its KV and Lease servers; past it the member raises the NOSPACE
+//! alarm through Raft and the request fails (see [`crate::maintenance::quota`]).
 
 pub mod check;
 
 use std::sync::Arc;
 
+use keel_proto::etcdserverpb::alarm_request::AlarmAction;
 use keel_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
-    PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
+    AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
+    DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    ResponseHeader, TxnRequest, TxnResponse,
 };
 use keel_proto::peer::{internal_request, InternalRequest, RequestHeader};
 use prost::Message as _;
@@ -21,6 +28,8 @@ use prost::Message as _;
 use crate::apply::{self, Response};
 use crate::consensus::Node;
 use crate::error::{Error, Result};
+use crate::maintenance::alarm::Alarms;
+use crate::maintenance::quota::{self, Quota};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
@@ -48,6 +57,10 @@ pub struct Kv {
     stale_reads: bool,
     /// The member list, to refuse what a learner cannot serve.
     membership: Option<Arc<Membership>>,
+    /// The raised alarms (shared with apply).
+    alarms: Arc<Alarms>,
+    /// The backend quota; None: no quota.
+    quota: Option<Quota>,
 }
 
 impl Kv {
@@ -68,6 +81,8 @@ impl Kv {
             max_txn_ops,
             stale_reads: false,
             membership: None,
+            alarms: Arc::new(Alarms::default()),
+            quota: None,
         }
     }
 
@@ -82,6 +97,18 @@ impl Kv {
         self.membership
             .as_ref()
             .is_some_and(|m| m.local_is_learner())
+    }
+
+    /// Shares the alarm set the applier keeps.
+    pub fn with_alarms(mut self, alarms: Arc<Alarms>) -> Kv {
+        self.alarms = alarms;
+        self
+    }
+
+    /// Checks writes against `quota` before proposing them.
+    pub fn with_quota(mut self, quota: Option<Quota>) -> Kv {
+        self.quota = quota;
+        self
     }
 
     /// Deliberately unsafe: linearizable reads become local reads. Only for
@@ -112,6 +139,49 @@ impl Kv {
 
     pub fn identity(&self) -> Identity {
         self.id
+    }
+
+    pub fn alarms(&self) -> &Arc<Alarms> {
+        &self.alarms
+    }
+
+    pub fn quota(&self) -> Option<Quota> {
+        self.quota
+    }
+
+    /// Refuses a write of `cost` bytes that does not fit in the quota, after
+    /// raising the NOSPACE alarm for this member (etcd's `quotaAlarmer`).
+    pub async fn check_quota(&self, cost: u64) -> Result<()> {
+        let Some(q) = self.quota else {
+            return Ok(());
+        };
+        let in_use = self.store.size_in_use();
+        if q.available(in_use, cost) {
+            return Ok(());
+        }
+        tracing::warn!(
+            in_use,
+            cost,
+            quota = q.max_bytes(),
+            "backend quota exceeded; raising NOSPACE"
+        );
+        let raise = AlarmRequest {
+            action: AlarmAction::Activate as i32,
+            member_id: self.id.member_id,
+            alarm: AlarmType::Nospace as i32,
+        };
+        if let Err(e) = self.alarm(raise).await {
+            tracing::warn!(error = %e, "cannot raise the NOSPACE alarm");
+        }
+        Err(Error::NoSpace)
+    }
+
+    /// Proposes an alarm request (get, raise or clear) and returns its answer.
+    pub async fn alarm(&self, r: AlarmRequest) -> Result<AlarmResponse> {
+        match self.propose(internal_request::Request::Alarm(r)).await? {
+            Response::Alarm(resp) => Ok(resp),
+            other => Err(unexpected(other)),
+        }
     }
 
     /// A full response header at `revision` (0: the current revision).
@@ -157,6 +227,7 @@ impl Kv {
     }
 
     pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
+        self.check_quota(quota::cost_put(&r)).await?;
         check::put(&r)?;
         match self.propose(internal_request::Request::Put(r)).await? {
             Response::Put(mut resp) => {
@@ -182,6 +253,7 @@ impl Kv {
     }
 
     pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
+        self.check_quota(quota::cost_txn(&r)).await?;
         check::txn(&r, self.max_txn_ops)?;
         if apply::txn_is_read_only(&r) {
             self.metrics.mvcc_txn_total.inc();

@@ -36,6 +36,7 @@ use super::{LeaseId, Lessor, Renew, MAX_LEASE_TTL};
 use crate::apply::Response;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
+use crate::maintenance::quota::LEASE_OVERHEAD;
 use crate::membership::Membership;
 
 /// How often the expiry task looks for expired leases.
@@ -84,6 +85,7 @@ impl Leases {
     }
 
     pub async fn grant(&self, mut r: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        self.kv.check_quota(LEASE_OVERHEAD).await?;
         while r.id == 0 {
             r.id = (self.kv.node().next_id() & (i64::MAX as u64)) as i64;
         }
@@ -309,7 +311,11 @@ impl Leases {
 fn from_status(s: &tonic::Status) -> Error {
     match s.code() {
         tonic::Code::NotFound => Error::LeaseNotFound,
-        tonic::Code::Unavailable if s.message() == Error::NotLeader.to_string() => Error::NotLeader,
+        tonic::Code::FailedPrecondition | tonic::Code::Unavailable
+            if s.message() == Error::NotLeader.to_string() =>
+        {
+            Error::NotLeader
+        }
         _ => Error::Transport(s.message().to_string()),
     }
 }

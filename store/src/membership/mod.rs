@@ -330,6 +330,31 @@ impl Membership {
         Ok(())
     }
 
+    /// Replaces every member and removed-id record in `store` with
+    /// `members` (a backup restored into a new cluster brings the old
+    /// cluster's list), without a revision and without moving the consistent
+    /// index.
+    pub fn replace_all(store: &Store, members: &[Member]) -> Result<()> {
+        let mut old = Vec::new();
+        for (start, end) in [(MEMBER_PREFIX, MEMBER_END), (REMOVED_PREFIX, REMOVED_END)] {
+            for item in store.backend().scan(start, end) {
+                old.push(item?.0);
+            }
+        }
+        let mut txn = store.write();
+        for k in old {
+            txn.delete_record(k);
+        }
+        for m in members {
+            txn.put_record(
+                record_key(MEMBER_PREFIX, m.id),
+                m.to_proto().encode_to_vec(),
+            );
+        }
+        txn.end(0)?;
+        Ok(())
+    }
+
     /// Whether `store` holds any member record.
     pub fn has_records(store: &Store) -> Result<bool> {
         Ok(store

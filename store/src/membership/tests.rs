@@ -267,3 +267,14 @@ fn a_learner_is_ready_at_ninety_percent_of_the_leader() {
     assert!(learner_ready(&p, 4).is_ok());
     assert!(learner_ready(&p, 7).is_ok(), "unknown: apply decides");
 }
+
+#[test]
+fn a_restored_backup_gets_the_new_clusters_list() {
+    let (s, m) = three(1);
+    apply(&s, &m, 4, Change::Remove(3)).unwrap();
+    Membership::replace_all(&s, &[member(7, "x", 7), member(8, "y", 8)]).unwrap();
+    assert_eq!(s.consistent_index(), 4);
+    let fresh = Membership::open(&s, 7).unwrap();
+    assert_eq!(fresh.conf_state(), Some((vec![7, 8], vec![])));
+    assert!(!fresh.is_removed(3), "the old cluster's removed ids go too");
+}

@@ -73,6 +73,9 @@ impl Batch {
     pub fn into_ops(self) -> Vec<BatchOp> {
         self.ops
     }
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
 }
 
 /// Range bounds over byte keys.

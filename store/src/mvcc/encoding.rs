@@ -3,6 +3,8 @@
 //! Layout of the one backend keyspace:
 //! - history records: key = [`Revision::to_key`] (first byte below `0x80`),
 //!   value = one record encoded here;
+//! - records written beside the history (leases, alarms: first byte in
+//!   `0x80..0xff`), in formats their owners define;
 //! - meta keys, all starting with `0xff`: the consistent index and the compact
 //!   revision, each an 8-byte big-endian integer.
 //!
@@ -25,6 +27,9 @@ pub const META_CONSISTENT_INDEX: &[u8] = b"\xffmeta/consistent_index";
 pub const META_COMPACT_REVISION: &[u8] = b"\xffmeta/compact_revision";
 /// The end (exclusive) of the revision keyspace, which starts at `[]`.
 pub const REVISIONS_END: &[u8] = &[0x80];
+/// The end (exclusive) of the keyspace of other records (leases, alarms),
+/// which starts at [`REVISIONS_END`]; the meta keys come after it.
+pub const RECORDS_END: &[u8] = &[0xff];
 
 const TAG_PUT: u8 = 1;
 const TAG_TOMBSTONE: u8 = 2;

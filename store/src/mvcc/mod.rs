@@ -13,7 +13,8 @@
 //! Files: `revision` (the clock and its byte encoding), `encoding` (records and
 //! meta keys), `key_index` (the in-memory index), `backend` (the storage seam,
 //! in memory and on sled), `store` (the [`Store`]: open, reads, compaction,
-//! history), `txn` (the [`WriteTxn`]).
+//! history, bytes in use), `txn` (the [`WriteTxn`]), `hash` (hashes of the
+//! history for consistency checks).
 //!
 //! Invariants: a fresh store is at revision 1 and its first write commits at 2
 //! (as in etcd); a revision becomes visible to readers only once its batch is
@@ -28,6 +29,7 @@
 
 mod backend;
 mod encoding;
+mod hash;
 mod image;
 mod key_index;
 mod revision;
@@ -38,6 +40,7 @@ mod txn;
 mod tests;
 
 pub use backend::{Backend, Batch, BatchOp, MemoryBackend, ScanIter, SledBackend};
+pub use hash::{Crc32c, KvHash};
 pub use image::{verify_image, ImageSummary};
 pub use key_index::KeyRange;
 pub use revision::Revision;

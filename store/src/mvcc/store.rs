@@ -20,9 +20,18 @@
 //! below the compact revision behind; `open` recognises them (they are below the
 //! persisted compact revision) and deletes them again.
 //!
-//! Leaves out: hashing for corruption checks.
+//! Bytes in use ([`Store::size_in_use`]): the keys and values of every history
+//! record, every record outside the revision keyspace (leases, alarms) and the
+//! meta keys. Counted by the scan in `open`, then kept up to date by each
+//! write transaction and by the background deleter as it removes compacted
+//! records (the meta keys, of fixed sizes, are added when asked). The backend quota (`--quota-backend-bytes`) is checked against it:
+//! sled's files never shrink, so their size cannot tell when compaction has
+//! freed room (etcd needs a defragmentation for that; keel does not).
+//!
+//! Hashing for corruption checks is in `hash`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::backend::{Backend, Batch};
@@ -38,6 +47,8 @@ pub struct Store {
     pub(super) state: RwLock<State>,
     pub(super) writer: Mutex<()>,
     compactor: Compactor,
+    /// Bytes of the records in the backend (see the module doc).
+    pub(super) in_use: Arc<AtomicU64>,
 }
 
 /// Records deleted per backend batch by the background compactor.
@@ -48,14 +59,19 @@ struct Compactor {
     tx: Mutex<Option<std::sync::mpsc::Sender<Vec<Vec<u8>>>>>,
     /// Jobs queued or running, and a condvar signalled when one finishes.
     pending: Arc<(Mutex<usize>, Condvar)>,
+    /// Held by the deleter while it applies a batch; holding it stops
+    /// deletions (see [`Store::quiesce_compaction`]).
+    deleting: Arc<Mutex<()>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Compactor {
-    fn start(backend: Arc<dyn Backend>) -> Compactor {
+    fn start(backend: Arc<dyn Backend>, in_use: Arc<AtomicU64>) -> Compactor {
         let (tx, rx) = std::sync::mpsc::channel::<Vec<Vec<u8>>>();
         let pending: Arc<(Mutex<usize>, Condvar)> = Arc::default();
+        let deleting: Arc<Mutex<()>> = Arc::default();
         let done = pending.clone();
+        let gate = deleting.clone();
         let thread = std::thread::Builder::new()
             .name("mvcc-compact".into())
             .spawn(move || {
@@ -63,14 +79,20 @@ impl Compactor {
                     let started = std::time::Instant::now();
                     let n = keys.len();
                     for chunk in keys.chunks(COMPACT_BATCH) {
+                        let _deleting = gate.lock().unwrap_or_else(|e| e.into_inner());
                         let mut batch = Batch::with_capacity(chunk.len());
+                        let mut freed = 0u64;
                         for k in chunk {
+                            if let Ok(Some(v)) = backend.get(k) {
+                                freed += (k.len() + v.len()) as u64;
+                            }
                             batch.delete(k.clone());
                         }
                         if let Err(e) = backend.apply(batch) {
                             tracing::error!(error = %e, "mvcc: compaction delete failed; records stay until the next start");
                             break;
                         }
+                        sub_saturating(&in_use, freed);
                     }
                     tracing::debug!(records = n, elapsed = ?started.elapsed(), "mvcc: compacted records deleted");
                     let (count, cv) = &*done;
@@ -83,6 +105,7 @@ impl Compactor {
         Compactor {
             tx: Mutex::new(Some(tx)),
             pending,
+            deleting,
             thread: Mutex::new(Some(thread)),
         }
     }
@@ -108,6 +131,29 @@ impl Compactor {
             c = cv.wait(c).unwrap_or_else(|e| e.into_inner());
         }
     }
+
+    fn is_idle(&self) -> bool {
+        *self.pending.0.lock().unwrap_or_else(|e| e.into_inner()) == 0
+    }
+
+    /// Waits until no deletion is pending, then holds deletions off until the
+    /// guard is dropped.
+    fn quiesce(&self) -> MutexGuard<'_, ()> {
+        loop {
+            self.wait();
+            let guard = self.deleting.lock().unwrap_or_else(|e| e.into_inner());
+            if self.is_idle() {
+                return guard;
+            }
+        }
+    }
+}
+
+/// Subtracts `n` from `counter`, stopping at zero.
+pub(super) fn sub_saturating(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+    });
 }
 
 impl Drop for Store {
@@ -148,22 +194,25 @@ impl Store {
     /// Opens the store kept in `backend`, rebuilding the key index by scanning
     /// every revision record.
     pub fn open(backend: Arc<dyn Backend>) -> Result<Store> {
-        let (state, leftovers) = load(&*backend)?;
-        let compactor = Compactor::start(backend.clone());
+        let (state, leftovers, in_use) = load(&*backend)?;
+        let in_use = Arc::new(AtomicU64::new(in_use));
+        let compactor = Compactor::start(backend.clone(), in_use.clone());
         schedule_leftovers(&compactor, leftovers);
         Ok(Store {
             backend,
             state: RwLock::new(state),
             writer: Mutex::new(()),
             compactor,
+            in_use,
         })
     }
 
     /// Rebuilds the in-memory state from the backend after its content was
     /// replaced (a Raft snapshot installed): the caller holds the writer.
     pub(super) fn reload(&self, state: &mut State) -> Result<()> {
-        let (fresh, leftovers) = load(&*self.backend)?;
+        let (fresh, leftovers, in_use) = load(&*self.backend)?;
         *state = fresh;
+        self.in_use.store(in_use, Ordering::Relaxed);
         schedule_leftovers(&self.compactor, leftovers);
         Ok(())
     }
@@ -201,15 +250,37 @@ impl Store {
         self.read_state().consistent_index
     }
 
-    /// How many keys exist at the current revision.
     /// Blocks until every scheduled deletion of compacted records is done
-    /// (`physical` compaction; tests).
+    /// (`physical` compaction; defragment; tests).
     pub fn wait_compacted(&self) {
         self.compactor.wait();
     }
 
+    /// Waits until no deletion of compacted records is pending and keeps new
+    /// ones from starting while the guard lives: the backend then holds
+    /// exactly the records of the last finished compaction's survivors and
+    /// everything after (used by hashing).
+    pub(super) fn quiesce_compaction(&self) -> MutexGuard<'_, ()> {
+        self.compactor.quiesce()
+    }
+
+    /// The backend's size: on disk for sled (its whole database, Raft log
+    /// included), keys plus values in memory.
     pub fn size_bytes(&self) -> Result<u64> {
         self.backend().size()
+    }
+
+    /// Bytes of the records the store keeps (see the module doc); what the
+    /// backend quota is checked against.
+    pub fn size_in_use(&self) -> u64 {
+        // The meta keys exist once their values are set.
+        let meta = {
+            let state = self.read_state();
+            let size = |name: &[u8], set: bool| if set { name.len() as u64 + 8 } else { 0 };
+            size(encoding::META_CONSISTENT_INDEX, state.consistent_index > 0)
+                + size(encoding::META_COMPACT_REVISION, state.compact_rev > 0)
+        };
+        self.in_use.load(Ordering::Relaxed) + meta
     }
 
     /// The number of live keys.
@@ -497,9 +568,10 @@ pub(super) fn collect_range(
     (revs, count)
 }
 
-/// Reads the meta keys and every revision record of `backend`: the state of a
-/// store over it, and the records a background compaction had not deleted yet.
-fn load(backend: &dyn Backend) -> Result<(State, Vec<Vec<u8>>)> {
+/// Reads the meta keys and every record of `backend`: the state of a store
+/// over it, the records a background compaction had not deleted yet, and the
+/// bytes in use.
+fn load(backend: &dyn Backend) -> Result<(State, Vec<Vec<u8>>, u64)> {
     let meta = |name: &[u8]| -> Result<u64> {
         match backend.get(name)? {
             Some(bytes) => encoding::decode_u64(name, &bytes),
@@ -514,8 +586,10 @@ fn load(backend: &dyn Backend) -> Result<(State, Vec<Vec<u8>>)> {
     // Records a background compaction had not yet deleted when the member
     // stopped: deleted again below.
     let mut leftovers: Vec<Vec<u8>> = Vec::new();
+    let mut in_use = 0u64;
     for item in backend.scan(&[], encoding::REVISIONS_END) {
         let (k, v) = item?;
+        in_use += (k.len() + v.len()) as u64;
         let (rev, tombstone) = Revision::from_key(&k)?;
         let key = encoding::decode_record_key(&v)?;
         if tombstone && index.last(key).is_none_or(|e| e.is_tombstone()) {
@@ -562,7 +636,11 @@ fn load(backend: &dyn Backend) -> Result<(State, Vec<Vec<u8>>)> {
         consistent_index,
         live_keys,
     };
-    Ok((state, leftovers))
+    for item in backend.scan(encoding::REVISIONS_END, encoding::RECORDS_END) {
+        let (k, v) = item?;
+        in_use += (k.len() + v.len()) as u64;
+    }
+    Ok((state, leftovers, in_use))
 }
 
 fn schedule_leftovers(compactor: &Compactor, mut leftovers: Vec<Vec<u8>>) {

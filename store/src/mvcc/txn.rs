@@ -20,12 +20,13 @@
 //! which happens before the store. After an op fails, drop the transaction to
 //! abandon it; ending it commits the ops that succeeded.
 
+use std::sync::atomic::Ordering;
 use std::sync::MutexGuard;
 
 use super::backend::{Batch, BatchOp};
 use super::encoding;
 use super::key_index::KeyRange;
-use super::store::{check_read_rev, collect_range, Store};
+use super::store::{check_read_rev, collect_range, sub_saturating, Store};
 use super::{Event, EventKind, KeyValue, RangeOptions, RangeResult, Revision};
 use crate::Result;
 
@@ -236,7 +237,10 @@ impl<'a> WriteTxn<'a> {
                 encoding::encode_u64(consistent_index).to_vec(),
             );
         }
+        let (added, removed) = self.byte_delta(&batch);
         self.store.backend.apply(batch)?; // on error, drop takes the entries back
+        self.store.in_use.fetch_add(added, Ordering::Relaxed);
+        sub_saturating(&self.store.in_use, removed);
         let mut state = self.store.write_state();
         if !self.events.is_empty() {
             state.current_rev = self.rev;
@@ -248,6 +252,32 @@ impl<'a> WriteTxn<'a> {
         drop(state);
         self.committed = true;
         Ok(std::mem::take(&mut self.events))
+    }
+}
+
+impl WriteTxn<'_> {
+    /// Bytes `batch` adds to and removes from the store's records (meta keys
+    /// aside). History records are new keys; other records may replace or
+    /// delete one, whose size is looked up (a rare path: leases, alarms).
+    fn byte_delta(&self, batch: &Batch) -> (u64, u64) {
+        let (mut added, mut removed) = (0u64, 0u64);
+        for op in batch.ops() {
+            let key = match op {
+                BatchOp::Put(k, _) | BatchOp::Delete(k) => k,
+            };
+            if key.as_slice() >= encoding::RECORDS_END {
+                continue;
+            }
+            if key.as_slice() >= encoding::REVISIONS_END {
+                if let Ok(Some(old)) = self.store.backend.get(key) {
+                    removed += (key.len() + old.len()) as u64;
+                }
+            }
+            if let BatchOp::Put(k, v) = op {
+                added += (k.len() + v.len()) as u64;
+            }
+        }
+        (added, removed)
     }
 }
 

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::queue::{self, Receiver};
 use super::{Out, StreamId, WatchId};
 use crate::error::Error;
 use crate::mvcc::{Event, KeyRange, Store};
@@ -68,8 +69,36 @@ impl Watcher {
     }
 }
 
+/// Where a stream's messages go: a tokio channel (the lock and election
+/// recipes' internal watches), or a [`queue`] (Watch streams: smaller).
+#[derive(Clone)]
+enum Sink {
+    Channel(mpsc::Sender<Out>),
+    Queue(queue::Sender),
+}
+
+impl Sink {
+    /// Queues `out`; false when the queue is full (the stream reads slowly).
+    /// A message for a stream whose receiver is gone is dropped.
+    fn try_send(&self, out: Out) -> bool {
+        match self {
+            Sink::Channel(tx) => {
+                !matches!(tx.try_send(out), Err(mpsc::error::TrySendError::Full(_)))
+            }
+            Sink::Queue(tx) => tx.try_send(out).is_ok(),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        match self {
+            Sink::Channel(tx) => tx.capacity() > 0,
+            Sink::Queue(tx) => tx.has_room(),
+        }
+    }
+}
+
 struct StreamState {
-    tx: mpsc::Sender<Out>,
+    tx: Sink,
     watchers: HashMap<WatchId, Slot>,
     next_id: WatchId,
     /// An on-demand progress request waits for every watcher to be synced.
@@ -132,6 +161,16 @@ impl Hub {
 
     /// Opens a stream whose messages go to `tx`.
     pub fn open_stream(&self, tx: mpsc::Sender<Out>) -> StreamId {
+        self.open(Sink::Channel(tx))
+    }
+
+    /// Opens a stream whose messages go to a [`queue`] of `capacity`.
+    pub fn open_queue_stream(&self, capacity: usize) -> (StreamId, Receiver) {
+        let (tx, rx) = queue::queue(capacity);
+        (self.open(Sink::Queue(tx)), rx)
+    }
+
+    fn open(&self, tx: Sink) -> StreamId {
         let mut g = self.lock();
         g.next_stream += 1;
         let id = g.next_stream;
@@ -288,14 +327,10 @@ impl Hub {
                 rev,
                 events: events.clone(),
             };
-            match s.tx.try_send(msg) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // A slow reader: catch it up from history later (a victim).
-                    make_unsynced(&mut g, slot, rev);
-                    fell_behind = true;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            if !s.tx.try_send(msg) {
+                // A slow reader: catch it up from history later (a victim).
+                make_unsynced(&mut g, slot, rev);
+                fell_behind = true;
             }
         }
         drop(g);
@@ -337,7 +372,7 @@ impl Hub {
             return;
         }
         if let Some(s) = g.streams.get(&stream) {
-            let _ = s.tx.try_send(Out::Progress {
+            s.tx.try_send(Out::Progress {
                 watch_id: id,
                 rev: g.notified,
             });
@@ -363,12 +398,10 @@ fn try_stream_progress(g: &mut Inner, stream: StreamId) {
         .values()
         .all(|slot| g.watchers.get(slot).map(|w| w.state) == Some(State::Synced));
     let sent = all_synced
-        && s.tx
-            .try_send(Out::Progress {
-                watch_id: -1,
-                rev: notified,
-            })
-            .is_ok();
+        && s.tx.try_send(Out::Progress {
+            watch_id: -1,
+            rev: notified,
+        });
     if let Some(s) = g.streams.get_mut(&stream) {
         s.progress_pending = !sent;
     }
@@ -462,7 +495,7 @@ fn sync_once(hub: &Hub) -> bool {
                 let w = g.watchers.get(slot)?;
                 let s = g.streams.get(&w.stream)?;
                 // A queue with no room: the reader is still slow; try later.
-                (s.tx.capacity() > 0).then(|| Job {
+                s.tx.has_room().then(|| Job {
                     slot: *slot,
                     key: w.key.clone(),
                     range_end: w.range_end.clone(),
@@ -522,13 +555,10 @@ fn sync_once(hub: &Hub) -> bool {
                 tracing::error!(error = %e, watch_id = id, "watch catch-up read failed; will retry");
             }
             Ok(JobResult::Compacted) => {
-                if tx
-                    .try_send(Out::Compacted {
-                        watch_id: id,
-                        compact_rev,
-                    })
-                    .is_ok()
-                {
+                if tx.try_send(Out::Compacted {
+                    watch_id: id,
+                    compact_rev,
+                }) {
                     if let Some(s) = g.streams.get_mut(&stream) {
                         s.watchers.remove(&id);
                     }
@@ -538,13 +568,11 @@ fn sync_once(hub: &Hub) -> bool {
             }
             Ok(JobResult::Events { to, events }) => {
                 let sent = events.is_empty()
-                    || tx
-                        .try_send(Out::Events {
-                            watch_id: id,
-                            rev: target,
-                            events: Arc::new(events),
-                        })
-                        .is_ok();
+                    || tx.try_send(Out::Events {
+                        watch_id: id,
+                        rev: target,
+                        events: Arc::new(events),
+                    });
                 if !sent {
                     continue;
                 }

@@ -7,6 +7,8 @@
 //!   the created / canceled / compacted / progress responses with etcd's exact
 //!   fields, filters (NOPUT, NODELETE), prev_kv, fragmenting, the periodic
 //!   progress ticker, and the `hasleader` rule.
+//! - [`queue`]: the bounded queue from the hub to one Watch stream.
+//! - [`grpc`]: the service's gRPC server, with small per-stream codec buffers.
 //!
 //! Guarantees (etcd's robustness rules): ordered, unique, atomic (a revision's
 //! events share one response unless the watcher asked for `fragment`),
@@ -14,7 +16,9 @@
 //!
 //! Left out: permission checks (auth issue).
 
+pub mod grpc;
 pub mod hub;
+pub mod queue;
 pub mod stream;
 
 use std::sync::Arc;

@@ -16,20 +16,27 @@
 //!   is split; every part but the last has `fragment` true.
 //! - `hasleader` metadata: refused with "etcdserver: no leader" when the member
 //!   has no leader, and ended with it after three election timeouts without one.
+//!
+//! A stream is not a task: [`WatchStream`] is the response stream itself, a
+//! state machine that hyper's stream task drives (see its doc), which keeps
+//! the memory of an open stream small.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::Stream as _;
 use keel_proto::etcdserverpb::watch_create_request::FilterType;
 use keel_proto::etcdserverpb::watch_server::Watch;
 use keel_proto::etcdserverpb::{watch_request, WatchCreateRequest, WatchRequest, WatchResponse};
 use keel_proto::mvccpb;
 use prost::Message as _;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::time::{interval_at, Instant, Interval};
 use tonic::{Request, Response, Status, Streaming};
 
+use super::queue::Receiver;
 use super::{Hub, Out, StreamId, WatchId};
 use crate::apply::to_pb;
 use crate::kv::Kv;
@@ -68,12 +75,12 @@ impl WatchService {
 
 #[tonic::async_trait]
 impl Watch for WatchService {
-    type WatchStream = ReceiverStream<Result<WatchResponse, Status>>;
+    type WatchStream = WatchStream;
 
     async fn watch(
         &self,
         request: Request<Streaming<WatchRequest>>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<WatchStream>, Status> {
         let requires_leader = request
             .metadata()
             .get("hasleader")
@@ -82,26 +89,26 @@ impl Watch for WatchService {
         if requires_leader && !self.kv.node().status().has_leader() {
             return Err(Status::unavailable("etcdserver: no leader"));
         }
-        let (tx, rx) = mpsc::channel(16);
-        let (hub_tx, hub_rx) = mpsc::channel(STREAM_QUEUE);
-        let sid = self.hub.open_stream(hub_tx);
-        let stream = Stream {
+        let (sid, hub_rx) = self.hub.open_queue_stream(STREAM_QUEUE);
+        let now = Instant::now();
+        let every = self.progress_interval;
+        let leader = requires_leader.then(|| LeaderCheck {
+            tick: interval_at(now + self.election_timeout, self.election_timeout),
+            misses: 0,
+        });
+        Ok(Response::new(WatchStream {
             hub: self.hub.clone(),
             kv: self.kv.clone(),
             sid,
-            tx,
+            requests: request.into_inner(),
+            hub_rx,
             specs: HashMap::new(),
-            quiet: HashMap::new(),
+            outbox: VecDeque::new(),
             max_bytes: self.max_request_bytes,
-        };
-        let interval = self.progress_interval;
-        let leader_every = if requires_leader {
-            Some(self.election_timeout)
-        } else {
-            None
-        };
-        tokio::spawn(stream.run(request.into_inner(), hub_rx, interval, leader_every));
-        Ok(Response::new(ReceiverStream::new(rx)))
+            progress: interval_at(now + every, every),
+            leader,
+            ended: false,
+        }))
     }
 }
 
@@ -113,111 +120,158 @@ struct Spec {
     no_delete: bool,
     prev_kv: bool,
     fragment: bool,
+    progress_notify: bool,
+    /// For a progress_notify watcher: true while no events were sent since the
+    /// last progress tick (etcd's `sws.progress`).
+    quiet: bool,
 }
 
-struct Stream {
+/// The `hasleader` rule: the stream ends after three election timeouts in a
+/// row without a leader.
+struct LeaderCheck {
+    tick: Interval,
+    misses: u32,
+}
+
+/// One Watch stream: the response stream that tonic sends, which itself reads
+/// the stream's requests and the hub's queue for it, and runs its tickers.
+///
+/// It is a hand-written state machine rather than a spawned task that feeds a
+/// channel, so that an open stream costs no task and no response channel;
+/// hyper's stream task drives it by polling the response body (idle streams
+/// dominate, see `docs/benchmarks.md`, issue 3). Each input handled turns into
+/// zero or more responses in `outbox`, and no further input is read until
+/// they are all taken: when the client reads slowly, HTTP/2 flow control stops
+/// the polling, the hub's queue fills, and the watchers fall back to the
+/// catch-up path, as they did behind a full channel.
+///
+/// Dropping it (the stream ended, or the client went away) closes the stream in
+/// the hub.
+pub struct WatchStream {
     hub: Arc<Hub>,
     kv: Kv,
     sid: StreamId,
-    tx: mpsc::Sender<Result<WatchResponse, Status>>,
+    requests: Streaming<WatchRequest>,
+    hub_rx: Receiver,
     specs: HashMap<WatchId, Spec>,
-    /// progress_notify watchers: true while no events were sent since the last
-    /// progress tick (etcd's `sws.progress`).
-    quiet: HashMap<WatchId, bool>,
+    /// Responses not yet taken, in order.
+    outbox: VecDeque<Result<WatchResponse, Status>>,
     max_bytes: usize,
+    /// The periodic progress ticker.
+    progress: Interval,
+    leader: Option<LeaderCheck>,
+    /// No more input: the stream ends once `outbox` is empty.
+    ended: bool,
 }
 
-impl Stream {
-    async fn run(
-        mut self,
-        mut requests: Streaming<WatchRequest>,
-        mut hub_rx: mpsc::Receiver<Out>,
-        progress_interval: Duration,
-        leader_every: Option<Duration>,
-    ) {
-        let mut progress = tokio::time::interval_at(
-            tokio::time::Instant::now() + progress_interval,
-            progress_interval,
-        );
-        let leader_period = leader_every.unwrap_or(Duration::from_secs(3600));
-        let mut leader_tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + leader_period, leader_period);
-        let mut no_leader = 0;
+impl futures::Stream for WatchStream {
+    type Item = Result<WatchResponse, Status>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            tokio::select! {
-                req = requests.message() => match req {
-                    Ok(Some(req)) => {
-                        if !self.on_request(req).await {
-                            break;
-                        }
-                    }
-                    _ => break,
-                },
-                Some(out) = hub_rx.recv() => {
-                    if !self.on_out(out).await {
-                        break;
-                    }
-                }
-                _ = progress.tick() => {
-                    for (id, quiet) in self.quiet.iter_mut() {
-                        if *quiet {
-                            self.hub.progress(self.sid, *id);
-                        }
-                        *quiet = true;
-                    }
-                }
-                _ = leader_tick.tick(), if leader_every.is_some() => {
-                    if self.kv.node().status().has_leader() {
-                        no_leader = 0;
-                    } else {
-                        no_leader += 1;
-                        if no_leader >= 3 {
-                            let _ = self.tx.send(Err(Status::unavailable("etcdserver: no leader"))).await;
-                            break;
-                        }
-                    }
-                }
+            if let Some(r) = this.outbox.pop_front() {
+                return Poll::Ready(Some(r));
+            }
+            if this.ended || !this.poll_input(cx) {
+                return if this.ended {
+                    Poll::Ready(None)
+                } else {
+                    Poll::Pending
+                };
             }
         }
+    }
+}
+
+impl Drop for WatchStream {
+    fn drop(&mut self) {
         self.hub.close_stream(self.sid);
     }
+}
 
-    async fn send(&self, r: WatchResponse) -> bool {
-        self.tx.send(Ok(r)).await.is_ok()
+impl WatchStream {
+    /// Handles one ready input: a request, a message from the hub or a tick.
+    /// False when none is ready (each registered `cx` for a wake-up).
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> bool {
+        match Pin::new(&mut self.requests).poll_next(cx) {
+            Poll::Ready(Some(Ok(req))) => {
+                self.on_request(req);
+                return true;
+            }
+            // The client closed its side or the stream broke.
+            Poll::Ready(Some(Err(_)) | None) => {
+                self.ended = true;
+                return true;
+            }
+            Poll::Pending => {}
+        }
+        if let Poll::Ready(out) = self.hub_rx.poll_recv(cx) {
+            self.on_out(out);
+            return true;
+        }
+        if self.progress.poll_tick(cx).is_ready() {
+            for (id, spec) in self.specs.iter_mut().filter(|(_, s)| s.progress_notify) {
+                if spec.quiet {
+                    self.hub.progress(self.sid, *id);
+                }
+                spec.quiet = true;
+            }
+            return true;
+        }
+        if let Some(check) = &mut self.leader {
+            if check.tick.poll_tick(cx).is_ready() {
+                if self.kv.node().status().has_leader() {
+                    check.misses = 0;
+                } else {
+                    check.misses += 1;
+                    if check.misses >= 3 {
+                        self.outbox
+                            .push_back(Err(Status::unavailable("etcdserver: no leader")));
+                        self.ended = true;
+                    }
+                }
+                return true;
+            }
+        }
+        false
+    }
+
+    fn send(&mut self, r: WatchResponse) {
+        self.outbox.push_back(Ok(r));
     }
 
     fn header(&self, rev: i64) -> Option<keel_proto::etcdserverpb::ResponseHeader> {
         Some(self.kv.header_at(rev))
     }
 
-    async fn on_request(&mut self, req: WatchRequest) -> bool {
+    fn on_request(&mut self, req: WatchRequest) {
         match req.request_union {
-            Some(watch_request::RequestUnion::CreateRequest(c)) => self.create(c).await,
-            Some(watch_request::RequestUnion::CancelRequest(c)) => {
-                if self.hub.cancel(self.sid, c.watch_id) {
-                    self.specs.remove(&c.watch_id);
-                    self.quiet.remove(&c.watch_id);
-                    let rev = self.hub.notified_revision();
-                    return self
-                        .send(WatchResponse {
-                            header: self.header(rev),
-                            watch_id: c.watch_id,
-                            canceled: true,
-                            ..Default::default()
-                        })
-                        .await;
-                }
-                true
-            }
+            Some(watch_request::RequestUnion::CreateRequest(c)) => self.create(c),
+            Some(watch_request::RequestUnion::CancelRequest(c)) => self.cancel(c.watch_id),
             Some(watch_request::RequestUnion::ProgressRequest(_)) => {
                 self.hub.progress_all(self.sid);
-                true
             }
-            None => true,
+            None => {}
         }
     }
 
-    async fn create(&mut self, c: WatchCreateRequest) -> bool {
+    /// Answered only for a watcher of this stream.
+    fn cancel(&mut self, watch_id: WatchId) {
+        if !self.hub.cancel(self.sid, watch_id) {
+            return;
+        }
+        self.specs.remove(&watch_id);
+        let rev = self.hub.notified_revision();
+        self.send(WatchResponse {
+            header: self.header(rev),
+            watch_id,
+            canceled: true,
+            ..Default::default()
+        });
+    }
+
+    fn create(&mut self, c: WatchCreateRequest) {
         let key = if c.key.is_empty() { vec![0] } else { c.key };
         let range_end = c.range_end;
         let current = self.hub.notified_revision();
@@ -246,40 +300,39 @@ impl Stream {
                         no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
                         prev_kv: c.prev_kv,
                         fragment: c.fragment,
+                        progress_notify: c.progress_notify,
+                        quiet: true,
                     },
                 );
-                if c.progress_notify {
-                    self.quiet.insert(id, true);
-                }
-                if !self.send(resp).await {
-                    return false;
-                }
+                // "created" is queued before the hub may queue the watcher's
+                // first events, and goes out first.
+                self.send(resp);
                 self.hub.activate(self.sid, id);
-                true
             }
             Err(reason) => {
                 resp.watch_id = -1;
                 resp.canceled = true;
                 resp.cancel_reason = reason.to_string();
-                self.send(resp).await
+                self.send(resp);
             }
         }
     }
 
-    async fn on_out(&mut self, out: Out) -> bool {
+    fn on_out(&mut self, out: Out) {
         match out {
             Out::Events {
                 watch_id,
                 rev,
                 events,
             } => {
-                let Some(spec) = self.specs.get(&watch_id) else {
-                    return true; // canceled meanwhile
+                let Some(spec) = self.specs.get_mut(&watch_id) else {
+                    return; // canceled meanwhile
                 };
                 let evs = select_events(spec, &events);
                 if evs.is_empty() {
-                    return true;
+                    return;
                 }
+                spec.quiet = false;
                 let fragment = spec.fragment;
                 let resp = WatchResponse {
                     header: self.header(rev),
@@ -287,18 +340,12 @@ impl Stream {
                     events: evs,
                     ..Default::default()
                 };
-                if let Some(q) = self.quiet.get_mut(&watch_id) {
-                    *q = false;
-                }
                 if fragment {
                     for part in fragments(resp, self.max_bytes) {
-                        if !self.send(part).await {
-                            return false;
-                        }
+                        self.send(part);
                     }
-                    true
                 } else {
-                    self.send(resp).await
+                    self.send(resp);
                 }
             }
             Out::Compacted {
@@ -306,26 +353,23 @@ impl Stream {
                 compact_rev,
             } => {
                 self.specs.remove(&watch_id);
-                self.quiet.remove(&watch_id);
                 self.send(WatchResponse {
                     header: self.header(0),
                     watch_id,
                     compact_revision: compact_rev,
                     canceled: true,
                     ..Default::default()
-                })
-                .await
+                });
             }
             Out::Progress { watch_id, rev } => {
                 if watch_id != -1 && !self.specs.contains_key(&watch_id) {
-                    return true;
+                    return;
                 }
                 self.send(WatchResponse {
                     header: self.header(rev),
                     watch_id,
                     ..Default::default()
-                })
-                .await
+                });
             }
         }
     }
@@ -464,6 +508,8 @@ mod tests {
             no_delete,
             prev_kv,
             fragment: false,
+            progress_notify: false,
+            quiet: true,
         };
         let all = select_events(&spec(false, false, false), &events);
         assert_eq!(all.len(), 2, "z is out of range");

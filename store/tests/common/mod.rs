@@ -71,13 +71,35 @@ impl Cluster {
 
     /// Starts `n` members with extra flags for each.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
-        let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
-        let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        Self::start_named(&names, extra)
+        let c = Self::plan(n, extra);
+        c.start_all()
     }
 
     /// Starts one member per name, with extra flags for each.
     pub fn start_named(names: &[&str], extra: &[&str]) -> Cluster {
+        Self::plan_named(names, extra).start_all()
+    }
+
+    fn start_all(mut self) -> Cluster {
+        let n = self.members.len();
+        for i in 0..n {
+            self.spawn(i);
+        }
+        for i in 0..n {
+            self.wait_healthy(i, Duration::from_secs(20));
+        }
+        self
+    }
+
+    /// Chooses names, ports and data dirs for `n` members, starting none.
+    pub fn plan(n: usize, extra: &[&str]) -> Cluster {
+        let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Self::plan_named(&names, extra)
+    }
+
+    /// Like [`Cluster::plan`], with the members' names.
+    pub fn plan_named(names: &[&str], extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut members: Vec<Member> = names
             .iter()
@@ -91,19 +113,11 @@ impl Cluster {
         for m in &mut members {
             m.initial = initial.clone();
         }
-        let n = members.len();
-        let mut c = Cluster {
+        Cluster {
             dir,
             members,
             token: format!("test-{}", std::process::id()),
-        };
-        for i in 0..n {
-            c.spawn(i);
         }
-        for i in 0..n {
-            c.wait_healthy(i, Duration::from_secs(20));
-        }
-        c
     }
 
     /// `name=peer-url` of every member not removed.
@@ -430,6 +444,11 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start(etcd: &Path, dir: &Path) -> Etcd {
+        Etcd::start_with(etcd, dir, &[])
+    }
+
+    /// Starts etcd with extra flags.
+    pub fn start_with(etcd: &Path, dir: &Path, extra: &[&str]) -> Etcd {
         let client_port = free_port();
         let peer_port = free_port();
         let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
@@ -450,6 +469,7 @@ impl Etcd {
                 "--initial-cluster",
                 &format!("etcd0=http://127.0.0.1:{peer_port}"),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -487,13 +507,23 @@ pub fn same_on_etcd_and_keel(
     what: &str,
     run: impl Fn(&Path, &str) -> Vec<String>,
 ) -> Option<Vec<String>> {
+    same_on_etcd_and_keel_with(what, &[], run)
+}
+
+/// [`same_on_etcd_and_keel`] with extra flags given to both servers (flags
+/// both take, e.g. `--quota-backend-bytes`).
+pub fn same_on_etcd_and_keel_with(
+    what: &str,
+    flags: &[&str],
+    run: impl Fn(&Path, &str) -> Vec<String>,
+) -> Option<Vec<String>> {
     let etcdctl = require_tool("etcdctl", "etcd-client")?;
     let etcd_bin = require_tool("etcd", "etcd-server")?;
     let dir = tempfile::tempdir().unwrap();
-    let etcd = Etcd::start(&etcd_bin, dir.path());
+    let etcd = Etcd::start_with(&etcd_bin, dir.path(), flags);
     let expected = run(&etcdctl, &etcd.endpoint());
     drop(etcd);
-    let keel = Cluster::start(1);
+    let keel = Cluster::start_with(1, flags);
     let got = run(&etcdctl, &keel.members[0].endpoint());
     let mismatches: Vec<String> = expected
         .iter()

@@ -1,0 +1,93 @@
+//! Thin gRPC adapters: `etcdserverpb.Maintenance` (client port) and
+//! `keel.peer.MaintenancePeer` (peer port: the hash the leader's corruption
+//! check asks for).
+
+use std::pin::Pin;
+
+use futures::Stream;
+use keel_proto::etcdserverpb::maintenance_server::Maintenance as MaintenanceApi;
+use keel_proto::etcdserverpb::{
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, HashKvRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
+    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+};
+use keel_proto::peer::maintenance_peer_server::MaintenancePeer;
+use tonic::{Request, Response, Status};
+
+use super::Maintenance;
+
+/// `etcdserverpb.Maintenance`.
+pub struct MaintenanceService(pub Maintenance);
+
+type SnapshotStream =
+    Pin<Box<dyn Stream<Item = Result<SnapshotResponse, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl MaintenanceApi for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<AlarmRequest>,
+    ) -> Result<Response<AlarmResponse>, Status> {
+        Ok(Response::new(self.0.alarm(request.into_inner()).await?))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(self.0.status()?))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
+        Ok(Response::new(self.0.defragment().await?))
+    }
+
+    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        Ok(Response::new(self.0.hash().await?))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        Ok(Response::new(
+            self.0.hash_kv(request.into_inner().revision).await?,
+        ))
+    }
+
+    type SnapshotStream = SnapshotStream;
+
+    async fn snapshot(
+        &self,
+        _request: Request<SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        Ok(Response::new(Box::pin(self.0.snapshot())))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
+        Ok(Response::new(
+            self.0.move_leader(request.into_inner().target_id).await?,
+        ))
+    }
+}
+
+/// `keel.peer.MaintenancePeer`.
+pub struct MaintenancePeerService(pub Maintenance);
+
+#[tonic::async_trait]
+impl MaintenancePeer for MaintenancePeerService {
+    async fn hash_kv(
+        &self,
+        request: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
+        Ok(Response::new(
+            self.0.hash_kv(request.into_inner().revision).await?,
+        ))
+    }
+}

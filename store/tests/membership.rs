@@ -2,8 +2,9 @@
 //! the `etcd-client` crate's Cluster API: the member list on every member; a
 //! learner added (with etcd's refusals around it), caught up through a
 //! snapshot, refused what a learner cannot serve, and promoted; the leader
-//! removed; a lost member replaced by one with an empty data dir; a member's
-//! peer URLs updated. Then `etcdctl member ...` against keel and a real etcd
+//! removed; a lost member replaced by one with an empty data dir; a fourth
+//! member joining a loaded cluster after log compaction (equal HashKV
+//! everywhere); a member's peer URLs updated. Then `etcdctl member ...` against keel and a real etcd
 //! 3.4, compared.
 //!
 //! etcd's strict reconfiguration check wants every voter connected for 5 s
@@ -369,6 +370,70 @@ async fn a_lost_member_is_replaced_by_one_with_an_empty_data_dir() {
         .collect();
     assert_eq!(ids.len(), 3);
     assert!(!ids.contains(&lost_id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_member_joins_a_loaded_cluster_after_log_compaction() {
+    // Small numbers so that a thousand writes truncate the leader's log.
+    let flags = [
+        FAST,
+        &[
+            "--snapshot-count",
+            "300",
+            "--experimental-snapshot-catchup-entries",
+            "100",
+        ],
+    ]
+    .concat();
+    let mut c = Cluster::start_with(3, &flags);
+    let mut cl = client(&c, 0).await;
+    for i in 0..1000 {
+        cl.put(format!("key/{:03}", i % 200), format!("value {i}"), None)
+            .await
+            .unwrap();
+    }
+    let leader = c.wait_leader(Duration::from_secs(10));
+    assert!(
+        c.metric(leader, "keel_raft_log_truncations_total")
+            .unwrap_or(0.0)
+            >= 1.0,
+        "the leader never truncated its log"
+    );
+    let j = c.join("m3", &flags);
+    let url = c.members[j].peer_url();
+    until_ok("unhealthy cluster", || {
+        let (mut cl, url) = (cl.clone(), url.clone());
+        async move { cl.member_add([url], None).await }
+    })
+    .await;
+    c.spawn(j);
+    c.wait_healthy(j, Duration::from_secs(30));
+    assert!(c.metric(j, "keel_snapshots_installed_total").unwrap_or(0.0) >= 1.0);
+    let rev = cl
+        .put("after-join", "1", None)
+        .await
+        .unwrap()
+        .header()
+        .unwrap()
+        .revision();
+    // Every member, the new one included, hashes the same history.
+    let mut hashes = Vec::new();
+    for i in 0..4 {
+        let mut mc = client(&c, i).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let h = loop {
+            match mc.hash_kv(rev).await {
+                Ok(h) => break h,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("member {i}: {e}"),
+            }
+        };
+        hashes.push((h.hash(), h.compact_version()));
+    }
+    assert!(hashes.iter().all(|h| *h == hashes[0]), "{hashes:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

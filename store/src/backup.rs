@@ -155,7 +155,7 @@ pub fn snapshot_stream(
         tracing::info!(bytes = backup.size, "sending a snapshot to a client");
         let sent = backup.send_blobs(|blob, remaining| {
             let msg = keel_proto::etcdserverpb::SnapshotResponse {
-                header: Some(header.clone()),
+                header: Some(header),
                 remaining_bytes: remaining,
                 blob,
             };

@@ -447,7 +447,7 @@ async fn member_update_moves_a_member_to_new_peer_urls() {
     let url = c.change_peer_port(moved);
     let resp = cl.member_update(id, [url.clone()]).await.unwrap();
     let m = resp.members().iter().find(|m| m.id() == id).unwrap();
-    assert_eq!(m.peer_urls(), [url.clone()]);
+    assert_eq!(m.peer_urls(), std::slice::from_ref(&url));
     // Restarted on the new port, it is reached there.
     c.restart(moved);
     let mut mc = client(&c, moved).await;

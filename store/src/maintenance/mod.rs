@@ -161,10 +161,10 @@ impl Maintenance {
         if status.leader() != me {
             return Err(Error::NotLeader);
         }
-        if !self
+        if self
             .membership
             .member(target)
-            .is_some_and(|m| !m.is_learner)
+            .is_none_or(|m| m.is_learner)
         {
             return Err(Error::BadLeaderTransferee);
         }

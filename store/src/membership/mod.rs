@@ -499,7 +499,7 @@ impl Membership {
         if started == 1 && members == 2 {
             return true;
         }
-        started >= members / 2 + 1
+        started > members / 2
     }
 
     /// etcd's `IsReadyToRemoveVotingMember`: without `id`, the started voters
@@ -508,7 +508,7 @@ impl Membership {
         let state = self.read();
         let rest: Vec<&Member> = state.voting().filter(|m| m.id != id).collect();
         let started = rest.iter().filter(|m| m.is_started()).count();
-        started >= rest.len() / 2 + 1
+        started > rest.len() / 2
     }
 
     /// etcd's `IsReadyToPromoteMember`: counting the learner as a started
@@ -517,7 +517,7 @@ impl Membership {
         let state = self.read();
         let members = state.voting().count() + 1;
         let started = state.voting().filter(|m| m.is_started()).count() + 1;
-        started >= members / 2 + 1
+        started > members / 2
     }
 
     /// The voting members' ids.

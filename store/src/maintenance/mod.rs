@@ -161,11 +161,7 @@ impl Maintenance {
         if status.leader() != me {
             return Err(Error::NotLeader);
         }
-        if self
-            .membership
-            .member(target)
-            .is_none_or(|m| m.is_learner)
-        {
+        if self.membership.member(target).is_none_or(|m| m.is_learner) {
             return Err(Error::BadLeaderTransferee);
         }
         let started = Instant::now();

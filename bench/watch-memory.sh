@@ -26,7 +26,7 @@ secs=${3:-10}
 streams=100
 per=100
 conns=10
-cargo build --release --bin keel >/dev/null 2>&1
+cargo build --release --bin keel --quiet
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release/keel
 etcd_bin=$(command -v etcd) || { echo "etcd not on PATH (apt-get install etcd-server)" >&2; exit 1; }
 work=$PWD/bench-data/watch
@@ -34,6 +34,11 @@ rm -rf "$work"; mkdir -p "$work"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; rmdir "$PWD/bench-data" 2>/dev/null || true; }
 trap cleanup EXIT
+# Say where a failure happened (set -e alone exits without a word), with the
+# servers' and the load generator's last lines.
+set -E
+trap 'echo "watch-memory.sh: line $LINENO failed: $BASH_COMMAND" >&2
+  for f in "$work"/*.log "$work"/*.err; do [ -f "$f" ] && { echo "== $f" >&2; tail -5 "$f" >&2; }; done' ERR
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_healthy() { for _ in $(seq 400); do curl -sf "http://$1/health" | grep -q true && return 0; sleep 0.05; done; echo "not healthy: $1" >&2; return 1; }

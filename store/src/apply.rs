@@ -307,6 +307,7 @@ impl StateMachine for Applier {
         let summary = self.store.install_image(&mut file)?;
         self.lessor.reload(&self.store)?;
         self.membership.reload(&self.store)?;
+        self.alarms.reload(&self.store)?;
         self.hub.restored(self.store.current_revision());
         self.applied = self.store.consistent_index();
         tracing::info!(

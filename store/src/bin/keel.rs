@@ -37,14 +37,12 @@ enum Cmd {
     Snapshot(SnapshotCmd),
 }
 
-// Parsed once per run: the size of the flags struct does not matter.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum SnapshotCmd {
     /// Restore a snapshot file into a new data dir (etcdctl snapshot restore's flags:
     /// --name, --data-dir, --initial-cluster, --initial-cluster-token,
     /// --initial-advertise-peer-urls, --skip-hash-check).
-    Restore(RestoreArgs),
+    Restore(Box<RestoreArgs>),
     /// Check a snapshot file and print what it holds.
     Status {
         /// The snapshot file.

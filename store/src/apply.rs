@@ -25,6 +25,11 @@
 //! it forbids fail here, identically on every member (see
 //! [`crate::maintenance::alarm`]).
 //!
+//! Membership: conf change entries (add, remove, promote) and the
+//! MemberUpdate and publish entries go through [`Membership::apply`] in one
+//! write transaction that records the member list with the entry's index and
+//! no revision; a refused change writes only the index.
+//!
 //! Left out here: auth.
 
 use std::sync::Arc;
@@ -39,10 +44,11 @@ use keel_proto::mvccpb;
 use keel_proto::peer::{internal_request, InternalRequest};
 use prost::Message as _;
 
-use crate::consensus::StateMachine;
+use crate::consensus::{ConfChange, ConfChangeKind, StateMachine};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
 use crate::maintenance::alarm::Alarms;
+use crate::membership::{self, Change, Membership};
 use crate::metrics::Metrics;
 use crate::mvcc::{KeyValue, RangeOptions, RangeResult, Store, WriteTxn};
 use crate::watch::Hub;
@@ -57,14 +63,18 @@ pub enum Response {
     LeaseGrant(LeaseGrantResponse),
     LeaseRevoke(LeaseRevokeResponse),
     Alarm(AlarmResponse),
+    /// A membership change: the member list after it.
+    Members(Vec<membership::Member>),
 }
 
-/// The replicated state machine: MVCC, leases and alarms (later: auth).
+/// The replicated state machine: MVCC, leases, alarms and the member list
+/// (later: auth).
 pub struct Applier {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
     lessor: Arc<Lessor>,
+    membership: Arc<Membership>,
     alarms: Arc<Alarms>,
     applied: u64,
 }
@@ -75,6 +85,7 @@ impl Applier {
         metrics: Arc<Metrics>,
         hub: Arc<Hub>,
         lessor: Arc<Lessor>,
+        membership: Arc<Membership>,
     ) -> Applier {
         let applied = store.consistent_index();
         Applier {
@@ -82,9 +93,20 @@ impl Applier {
             metrics,
             hub,
             lessor,
+            membership,
             alarms: Arc::new(Alarms::default()),
             applied,
         }
+    }
+
+    /// Applies a membership change: its records and the index in one batch,
+    /// then the new list in memory.
+    fn member_change(&mut self, index: u64, change: &Change) -> Result<Response> {
+        let mut txn = self.store.write();
+        let staged = self.membership.apply(&mut txn, change)?;
+        self.commit(txn, index)?;
+        self.membership.commit(staged);
+        Ok(Response::Members(self.membership.members()))
     }
 
     /// Keeps alarms in `alarms` (loaded from the store by the caller).
@@ -149,6 +171,21 @@ impl Applier {
             R::Compaction(c) => self.compact(index, &c),
             R::LeaseGrant(g) => self.lease_grant(index, &g),
             R::LeaseRevoke(r) => self.lease_revoke(index, &r),
+            R::MemberAttributes(m) => self.member_change(
+                index,
+                &Change::Publish {
+                    id: m.id,
+                    name: m.name,
+                    client_urls: m.client_urls,
+                },
+            ),
+            R::MemberUpdate(u) => self.member_change(
+                index,
+                &Change::Update {
+                    id: u.id,
+                    peer_urls: u.peer_ur_ls,
+                },
+            ),
             R::Alarm(a) => self.alarm(index, &a),
             _ => Err(Error::InvalidArgument(
                 "etcdserver: this request type is not supported yet".into(),
@@ -233,6 +270,25 @@ impl StateMachine for Applier {
         (id, out)
     }
 
+    fn apply_conf_change(&mut self, index: u64, cc: &ConfChange) -> (u64, Result<Response>, bool) {
+        if index <= self.applied {
+            // Already in the state (a snapshot image newer than its Raft
+            // metadata): Raft takes the change if the member list has it.
+            return (0, Err(Error::Stopped), self.membership.agrees_with(cc));
+        }
+        self.applied = index;
+        let (id, out) = match conf_change_to_member_change(cc) {
+            Ok((id, change)) => (id, self.member_change(index, &change)),
+            Err(e) => (0, Err(e)),
+        };
+        if let Err(e) = &out {
+            tracing::warn!(index, node = format!("{:x}", cc.node), error = %e, "refused a configuration change");
+            let _ = self.store.set_consistent_index(index);
+        }
+        let accepted = out.is_ok();
+        (id, out, accepted)
+    }
+
     fn skip(&mut self, index: u64) {
         if index > self.applied {
             self.applied = index;
@@ -250,6 +306,7 @@ impl StateMachine for Applier {
         let mut file = std::fs::File::open(image)?;
         let summary = self.store.install_image(&mut file)?;
         self.lessor.reload(&self.store)?;
+        self.membership.reload(&self.store)?;
         self.alarms.reload(&self.store)?;
         self.hub.restored(self.store.current_revision());
         self.applied = self.store.consistent_index();
@@ -261,6 +318,36 @@ impl StateMachine for Applier {
         );
         Ok(())
     }
+}
+
+/// Reads a conf change's context: the request id and the membership change.
+/// The Raft node id must be the context's member id (etcd panics otherwise;
+/// keel refuses the change).
+fn conf_change_to_member_change(cc: &ConfChange) -> Result<(u64, Change)> {
+    let ctx = keel_proto::peer::ConfChangeContext::decode(cc.context.as_slice())?;
+    let member = ctx
+        .member
+        .map(membership::Member::from_proto)
+        .unwrap_or_default();
+    if member.id != cc.node {
+        return Err(Error::InvalidArgument(format!(
+            "conf change for node {:x} carries member {:x}",
+            cc.node, member.id
+        )));
+    }
+    let change = match (cc.kind, ctx.is_promote) {
+        (ConfChangeKind::AddVoter, true) => Change::Promote(member.id),
+        (ConfChangeKind::AddVoter, false) => Change::Add(membership::Member {
+            is_learner: false,
+            ..member
+        }),
+        (ConfChangeKind::AddLearner, _) => Change::Add(membership::Member {
+            is_learner: true,
+            ..member
+        }),
+        (ConfChangeKind::Remove, _) => Change::Remove(member.id),
+    };
+    Ok((ctx.request_id, change))
 }
 
 /// A read view for ranges and compares: the MVCC store at one revision, or a

@@ -84,6 +84,16 @@ pub struct StoreFlags {
     /// Maximum number of operations permitted in a transaction.
     #[arg(long, env = "KEEL_MAX_TXN_OPS", default_value_t = 128)]
     pub max_txn_ops: usize,
+    /// Reject reconfiguration requests that would cause quorum loss.
+    #[arg(
+        long,
+        env = "KEEL_STRICT_RECONFIG_CHECK",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub strict_reconfig_check: bool,
     /// Number of committed transactions to trigger a snapshot to disk (log compaction).
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -189,6 +199,7 @@ pub struct Config {
     pub max_txn_ops: usize,
     pub snapshot_count: u64,
     pub snapshot_catchup_entries: u64,
+    pub strict_reconfig_check: bool,
     pub watch_progress_notify_interval: Duration,
     /// `--quota-backend-bytes` as given (0: default, negative: no quota).
     pub quota_backend_bytes: i64,
@@ -331,6 +342,7 @@ impl StoreFlags {
                 self.snapshot_count
             },
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
+            strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             quota_backend_bytes: self.quota_backend_bytes,
             auto_compaction,

@@ -48,6 +48,37 @@ pub enum Error {
     /// Unknown and the concurrency package's message.
     #[error("{0}")]
     Concurrency(String),
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: member ID already exist")]
+    MemberExists,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    /// Strict reconfiguration check: the change would leave fewer started
+    /// members than a quorum.
+    #[error("etcdserver: re-configuration failed due to not enough started members")]
+    NotEnoughStartedMembers,
+    /// Strict reconfiguration check: this member has not been connected to
+    /// the peers the change needs for the last 5 seconds.
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
+    /// A learner was asked for something only voters serve.
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
+    /// This member was removed from the cluster: it stops.
+    #[error("the member has been permanently removed from the cluster")]
+    Removed,
+    /// An error another member answered a forwarded call with, passed on as is.
+    #[error("{message}")]
+    Forwarded { code: tonic::Code, message: String },
     #[error("etcdserver: no leader")]
     NoLeader,
     #[error("etcdserver: leader changed")]
@@ -97,6 +128,16 @@ impl Error {
             Error::LeaseNotFound => Code::NotFound,
             Error::LeaseExists => Code::FailedPrecondition,
             Error::LeaseTtlTooLarge => Code::OutOfRange,
+            Error::MemberNotFound => Code::NotFound,
+            Error::MemberExists
+            | Error::PeerUrlExists
+            | Error::MemberNotLearner
+            | Error::LearnerNotReady
+            | Error::TooManyLearners
+            | Error::NotEnoughStartedMembers => Code::FailedPrecondition,
+            Error::MemberBadUrls => Code::InvalidArgument,
+            Error::Unhealthy | Error::NotSupportedForLearner | Error::Removed => Code::Unavailable,
+            Error::Forwarded { code, .. } => *code,
             Error::NotLeader | Error::BadLeaderTransferee => Code::FailedPrecondition,
             Error::NoSpace => Code::ResourceExhausted,
             Error::CorruptCluster => Code::DataLoss,

@@ -18,8 +18,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::config::MemberConfig;
 use crate::kv::Kv;
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::transport::LinkFilter;
 
@@ -33,7 +33,7 @@ struct HttpState {
     kv: Kv,
     metrics: Arc<Metrics>,
     filter: Arc<LinkFilter>,
-    members: Arc<Vec<MemberConfig>>,
+    membership: Arc<Membership>,
 }
 
 /// The HTTP routes; `fault_hooks` adds the test-only fault endpoints.
@@ -41,14 +41,14 @@ pub fn router(
     kv: Kv,
     metrics: Arc<Metrics>,
     filter: Arc<LinkFilter>,
-    members: Vec<MemberConfig>,
+    membership: Arc<Membership>,
     fault_hooks: bool,
 ) -> Router {
     let state = HttpState {
         kv,
         metrics,
         filter,
-        members: Arc::new(members),
+        membership,
     };
     let mut r = Router::new()
         .route("/health", get(health))
@@ -136,15 +136,22 @@ async fn cut(
     let mut ids = Vec::new();
     for p in list.split(',').filter(|p| !p.is_empty()) {
         if p == "all" {
-            ids.extend(s.members.iter().map(|m| m.id));
+            ids.extend(s.membership.peers().into_keys());
             continue;
         }
-        match s
-            .members
-            .iter()
-            .find(|m| m.name == p || format!("{:x}", m.id) == p)
-        {
-            Some(m) => ids.push(m.id),
+        let by_name = s
+            .membership
+            .members()
+            .into_iter()
+            .find(|m| m.name == p)
+            .map(|m| m.id);
+        let by_id = s
+            .membership
+            .peers()
+            .into_keys()
+            .find(|id| format!("{id:x}") == p);
+        match by_name.or(by_id) {
+            Some(id) => ids.push(id),
             None => {
                 return json(
                     StatusCode::BAD_REQUEST,

@@ -6,7 +6,8 @@
 //! [`service`] its thin gRPC adapter; [`transport`] carries Raft traffic; [`http`]
 //! serves /health, /version and /metrics; [`config`] parses etcd's flags;
 //! [`lease`] is the lessor and the Lease API; [`concurrency`] serves Lock and
-//! Election from leases, txns and watches; [`maintenance`] is the Maintenance
+//! Election from leases, txns and watches; [`membership`] is the replicated
+//! member list and the Cluster API; [`maintenance`] is the Maintenance
 //! API, alarms, the backend quota, automatic compaction and the corruption
 //! check;
 //! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint;
@@ -23,6 +24,7 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod membership;
 pub mod metrics;
 pub mod mvcc;
 pub mod raftlog;

@@ -4,22 +4,36 @@
 //! Shape after mini-redis: `Server::new(config)?.serve(shutdown).await`.
 //!
 //! Data dir layout: `<data-dir>/member/db` is one sled database holding the Raft
-//! log and state (trees of [`crate::raftlog`]), the MVCC history (tree `mvcc`)
-//! and this member's identity (tree `meta`: cluster id, member id, name, the
-//! bootstrap member list); `<data-dir>/member/snap` holds snapshot images
-//! received from the leader (see [`crate::consensus::snapshot`]). A data dir
-//! that belongs to another member or cluster is refused; sled's file lock
-//! refuses a second process on the same dir.
+//! log and state (trees of [`crate::raftlog`]), the MVCC history and the
+//! replicated member list (tree `mvcc`, see [`crate::membership`]) and this
+//! member's identity (tree `meta`: cluster id, member id, name; for a member
+//! that joined a running cluster, the members it learned of when it joined).
+//! A data dir that belongs to another member or cluster is refused; sled's
+//! file lock refuses a second process on the same dir.
+//!
+//! Identity: a new cluster's members derive their ids from the flags and
+//! write the initial member list; a member started with
+//! `--initial-cluster-state existing` and an empty data dir joins (see
+//! [`crate::membership::join`]) and keeps the ids the cluster gave it. On a
+//! restart the data dir's identity must match the flags, except with
+//! `--initial-cluster-state existing`, where the data dir's identity wins
+//! (peer URLs may have changed with MemberUpdate), the name still checked.
+//!
+//! `<data-dir>/member/snap` holds snapshot images received from the leader
+//! (see [`crate::consensus::snapshot`]).
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use keel_proto::etcdserverpb::cluster_server::ClusterServer;
 use keel_proto::etcdserverpb::kv_server::KvServer;
 use keel_proto::etcdserverpb::lease_server::LeaseServer;
 use keel_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use keel_proto::peer::lease_peer_server::LeasePeerServer;
 use keel_proto::peer::maintenance_peer_server::MaintenancePeerServer;
+use keel_proto::peer::membership_peer_server::MembershipPeerServer;
 use keel_proto::peer::peer_server::PeerServer;
 use keel_proto::v3electionpb::election_server::ElectionServer;
 use keel_proto::v3lockpb::lock_server::LockServer;
@@ -31,7 +45,7 @@ use tokio::sync::watch;
 use crate::apply::Applier;
 use crate::concurrency::service::{ElectionService, LockService};
 use crate::concurrency::Recipes;
-use crate::config::{Config, MemberConfig};
+use crate::config::{Config, MemberConfig, MemberId};
 use crate::consensus::driver::{Driver, LogRetention};
 use crate::consensus::snapshot::{self, SnapDir};
 use crate::consensus::{self, logger};
@@ -43,11 +57,13 @@ use crate::maintenance::alarm::Alarms;
 use crate::maintenance::quota::Quota;
 use crate::maintenance::service::{MaintenancePeerService, MaintenanceService};
 use crate::maintenance::{compactor, corrupt, Maintenance};
+use crate::membership::service::{ClusterService, MembershipPeerService};
+use crate::membership::{gate, join, Member, Members, Membership};
 use crate::metrics::Metrics;
 use crate::mvcc::{ImageSummary, SledBackend, Store};
 use crate::raftlog::SledStorage;
 use crate::service::KvService;
-use crate::transport::{LinkFilter, PeerService, PeerTransport};
+use crate::transport::{Activity, LinkFilter, PeerService, PeerTransport, TransportDeps};
 use crate::watch::grpc::WatchServer;
 use crate::watch::stream::WatchService;
 use crate::watch::Hub;
@@ -64,11 +80,12 @@ pub struct Server {
     storage: SledStorage,
     store: Arc<Store>,
     snaps: SnapDir,
+    membership: Arc<Membership>,
 }
 
 impl Server {
     /// Opens (or bootstraps) the data dir and checks it belongs to this member.
-    pub fn new(cfg: Config) -> Result<Server> {
+    pub fn new(mut cfg: Config) -> Result<Server> {
         let dir = cfg.data_dir.join("member");
         std::fs::create_dir_all(&dir).map_err(|e| {
             Error::Config(format!(
@@ -91,17 +108,27 @@ impl Server {
             })?;
         let storage = SledStorage::open(&db)?;
         let meta = db.open_tree("meta")?;
-        check_identity(&cfg, &meta, &storage)?;
         let store = Arc::new(Store::open(Arc::new(SledBackend::with_db(
             db.clone(),
             db.open_tree("mvcc")?,
         )))?);
+        let remotes = check_identity(&mut cfg, &meta, &storage, &store)?;
         let snaps = SnapDir::open(dir.join("snap"))?;
         snapshot::recover(&snaps, &storage, |image| {
             store
                 .install_image(&mut std::fs::File::open(image)?)
                 .map(|_| ())
         })?;
+        let membership = Arc::new(Membership::open(&store, cfg.member_id)?);
+        if membership.local_removed() {
+            tracing::error!(
+                member = format!("{:x}", cfg.member_id),
+                "the member has been permanently removed from the cluster; the data dir used by this member must be removed"
+            );
+            return Err(Error::Removed);
+        }
+        membership.set_remotes(remotes);
+        sync_conf_state(&membership, &storage)?;
         tracing::info!(
             name = %cfg.name,
             member = format!("{:x}", cfg.member_id),
@@ -117,6 +144,7 @@ impl Server {
             storage,
             store,
             snaps,
+            membership,
         })
     }
 
@@ -128,9 +156,11 @@ impl Server {
             storage,
             store,
             snaps,
+            membership,
         } = self;
         let metrics = Arc::new(Metrics::new());
         let filter = Arc::new(LinkFilter::default());
+        let activity = Arc::new(Activity::new(filter.clone()));
         let (node, rx): (StoreNode, _) = consensus::channel(
             cfg.member_id,
             cfg.request_timeout(),
@@ -147,20 +177,17 @@ impl Server {
             peer_listeners.push(bind(*addr, "peer").await?);
         }
 
-        let peers: Vec<(u64, Vec<String>)> = cfg
-            .initial_cluster
-            .iter()
-            .filter(|m| m.id != cfg.member_id)
-            .map(|m| (m.id, m.peer_urls.clone()))
-            .collect();
         let transport = PeerTransport::start(
             cfg.cluster_id,
             cfg.member_id,
-            peers,
             node.clone(),
-            filter.clone(),
-            store.clone(),
-            metrics.clone(),
+            TransportDeps {
+                filter: filter.clone(),
+                store: store.clone(),
+                metrics: metrics.clone(),
+                membership: membership.clone(),
+                activity: activity.clone(),
+            },
         );
         // A follower that needs a snapshot gets the metadata at our applied
         // index; the transport streams the state's image beside it.
@@ -207,12 +234,18 @@ impl Server {
             storage.clone(),
             &logger::raft_logger(cfg.member_id),
         )?;
-        let single_voter = storage.conf_state().voters.len() == 1;
+        let single_voter = storage.conf_state().voters == [cfg.member_id];
         let hub = Hub::new(store.clone());
         let lessor = Arc::new(Lessor::open(&store, min_lease_ttl(&cfg))?);
         let alarms = Arc::new(Alarms::open(&store)?);
-        let applier = Applier::new(store.clone(), metrics.clone(), hub.clone(), lessor.clone())
-            .with_alarms(alarms.clone());
+        let applier = Applier::new(
+            store.clone(),
+            metrics.clone(),
+            hub.clone(),
+            lessor.clone(),
+            membership.clone(),
+        )
+        .with_alarms(alarms.clone());
         let driver = Driver::new(
             raw,
             applier,
@@ -251,19 +284,15 @@ impl Server {
             cfg.max_txn_ops,
         )
         .with_unsafe_stale_reads(cfg.unsafe_stale_reads)
+        .with_membership(membership.clone())
         .with_alarms(alarms)
         .with_quota(Quota::from_flag(cfg.quota_backend_bytes));
         if let Some(q) = kv.quota() {
             metrics.quota_backend_bytes.set(q.max_bytes() as i64);
         }
-        let member_urls: std::collections::HashMap<u64, Vec<String>> = cfg
-            .initial_cluster
-            .iter()
-            .map(|m| (m.id, m.peer_urls.clone()))
-            .collect();
         let maintenance = Maintenance::new(
             kv.clone(),
-            member_urls.clone(),
+            membership.clone(),
             cfg.election_timeout(),
             cfg.request_timeout(),
         )
@@ -271,17 +300,26 @@ impl Server {
         let leases = Leases::new(
             kv.clone(),
             lessor,
-            cfg.initial_cluster
-                .iter()
-                .map(|m| (m.id, m.peer_urls.clone()))
-                .collect(),
+            membership.clone(),
             cfg.election_timeout(),
+            cfg.request_timeout(),
+        );
+        let members = Members::new(
+            kv.clone(),
+            membership.clone(),
+            activity.clone(),
+            cfg.strict_reconfig_check,
             cfg.request_timeout(),
         );
         let recipes = Recipes::new(leases.clone(), hub.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(leases.clone().run_expiry(stop_rx.clone()));
+        let publish = tokio::spawn(members.clone().publish(
+            cfg.name.clone(),
+            cfg.advertise_client_urls.clone(),
+            stop_rx.clone(),
+        ));
         if let Some(mode) = cfg.auto_compaction {
             tasks.spawn(compactor::run(
                 kv.clone(),
@@ -293,7 +331,7 @@ impl Server {
         if let Some(every) = cfg.corrupt_check_interval {
             tasks.spawn(corrupt::run(
                 kv.clone(),
-                member_urls,
+                membership.clone(),
                 every,
                 cfg.request_timeout(),
                 stop_rx.clone(),
@@ -324,6 +362,7 @@ impl Server {
                 .add_service(LeaseServer::new(LeaseService(leases.clone())))
                 .add_service(LockServer::new(LockService(recipes.clone())))
                 .add_service(ElectionServer::new(ElectionService(recipes.clone())))
+                .add_service(ClusterServer::new(ClusterService(members.clone())))
                 .add_service(MaintenanceServer::new(MaintenanceService(
                     maintenance.clone(),
                 )))
@@ -334,8 +373,12 @@ impl Server {
                 kv.clone(),
                 metrics.clone(),
                 filter.clone(),
-                cfg.initial_cluster.clone(),
+                membership.clone(),
                 cfg.unsafe_fault_hooks,
+            ));
+            router = router.layer(axum::middleware::from_fn_with_state(
+                membership.clone(),
+                gate::gate,
             ));
             let routes = tonic::service::Routes::from(router);
             let mut stop = stop_rx.clone();
@@ -366,9 +409,14 @@ impl Server {
                 filter.clone(),
                 snaps.clone(),
                 metrics.clone(),
+                membership.clone(),
             ))
             .max_decoding_message_size(usize::MAX);
             let lease_peer = LeasePeerServer::new(LeasePeerService(leases.clone()));
+            let membership_peer = MembershipPeerServer::new(MembershipPeerService {
+                members: members.clone(),
+                cluster_id: cfg.cluster_id,
+            });
             let maintenance_peer =
                 MaintenancePeerServer::new(MaintenancePeerService(maintenance.clone()));
             let mut stop = stop_rx.clone();
@@ -377,6 +425,7 @@ impl Server {
                     .tcp_nodelay(true)
                     .add_service(svc)
                     .add_service(lease_peer)
+                    .add_service(membership_peer)
                     .add_service(maintenance_peer)
                     .serve_with_incoming_shutdown(
                         // tonic's own tcp_nodelay does not apply to a given listener:
@@ -425,8 +474,22 @@ impl Server {
             "serving"
         );
 
+        // A removed member stops after a second (etcd's delay, which lets the
+        // removal's commit reach the other members first).
+        let removed = {
+            let membership = membership.clone();
+            async move {
+                membership.wait_removed().await;
+                tracing::error!(
+                    member = format!("{:x}", membership.local_id()),
+                    "the member has been permanently removed from the cluster; the data dir used by this member must be removed"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        };
         let result = tokio::select! {
             _ = shutdown => Ok(()),
+            _ = removed => Err(Error::Removed),
             r = driver_done => match r {
                 Ok(Ok(())) => Err(Error::Stopped),
                 Ok(Err(e)) => Err(e),
@@ -441,6 +504,7 @@ impl Server {
             tracing::error!(error = %e, "member stopping on error");
         }
         let _ = stop_tx.send(true);
+        publish.abort();
         node.stop();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while tasks.join_next().await.is_some() {}
@@ -478,6 +542,9 @@ pub fn restore(
     server
         .store
         .install_image(&mut std::fs::File::open(backup_file)?)?;
+    // The backup carries the old cluster's member list: the new one is the
+    // restored cluster's (as etcd's restore rewrites its members bucket).
+    Membership::replace_all(&server.store, &initial_members(&server.cfg.initial_cluster))?;
     // The Raft log starts after the restored state: a snapshot one past the
     // backup's index, with the new cluster's membership.
     let index = summary.consistent_index.max(1) + 1;
@@ -513,60 +580,158 @@ async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
 const META_CLUSTER_ID: &[u8] = b"cluster_id";
 const META_MEMBER_ID: &[u8] = b"member_id";
 const META_NAME: &[u8] = b"name";
+/// The bootstrap member list of a new cluster's member (JSON).
 const META_MEMBERS: &[u8] = b"members";
+/// The members a joining member learned of when it joined (JSON).
+const META_REMOTES: &[u8] = b"remotes";
 
-/// Bootstraps a fresh data dir, or checks that an existing one is this member's.
-fn check_identity(cfg: &Config, meta: &sled::Tree, storage: &SledStorage) -> Result<()> {
-    let stored = meta.get(META_CLUSTER_ID)?;
-    match stored {
-        None => {
-            if !storage.is_empty() {
-                return Err(Error::Corrupt(format!(
-                    "data dir {} has a Raft log but no member identity",
-                    cfg.data_dir.display()
-                )));
-            }
-            if !cfg.new_cluster {
-                return Err(Error::Config(
-                    "--initial-cluster-state existing: joining a running cluster needs membership changes, which this version does not have yet".into(),
-                ));
-            }
-            let cs = ConfState {
-                voters: cfg.initial_cluster.iter().map(|m| m.id).collect(),
-                ..Default::default()
-            };
-            storage.bootstrap(cs)?;
-            meta.insert(META_CLUSTER_ID, &cfg.cluster_id.to_be_bytes())?;
-            meta.insert(META_MEMBER_ID, &cfg.member_id.to_be_bytes())?;
-            meta.insert(META_NAME, cfg.name.as_bytes())?;
-            meta.insert(
-                META_MEMBERS,
-                encode_members(&cfg.initial_cluster).as_bytes(),
-            )?;
-            storage.flush()?;
-            tracing::info!(
-                members = cfg.initial_cluster.len(),
-                "bootstrapped a new cluster member"
-            );
-            Ok(())
+/// Bootstraps a fresh data dir (a new cluster's member, or a member joining
+/// a running one), or checks that an existing one is this member's. Sets the
+/// ids in `cfg` to the data dir's; returns the peers known from outside the
+/// replicated member list (a joined member's view of the cluster).
+fn check_identity(
+    cfg: &mut Config,
+    meta: &sled::Tree,
+    storage: &SledStorage,
+    store: &Store,
+) -> Result<BTreeMap<MemberId, Vec<String>>> {
+    let Some(cluster) = meta.get(META_CLUSTER_ID)? else {
+        if !storage.is_empty() {
+            return Err(Error::Corrupt(format!(
+                "data dir {} has a Raft log but no member identity",
+                cfg.data_dir.display()
+            )));
         }
-        Some(cluster) => {
-            let cluster = read_u64(&cluster)?;
-            let member = read_u64(&meta.get(META_MEMBER_ID)?.unwrap_or_default())?;
-            let name =
-                String::from_utf8_lossy(&meta.get(META_NAME)?.unwrap_or_default()).into_owned();
-            if cluster != cfg.cluster_id || member != cfg.member_id {
-                return Err(Error::Config(format!(
-                    "data dir {} belongs to member {name:?} ({member:x}) of cluster {cluster:x}, but the flags describe member {:?} ({:x}) of cluster {:x}: start with the flags it was created with, or use an empty --data-dir",
-                    cfg.data_dir.display(),
-                    cfg.name,
-                    cfg.member_id,
-                    cfg.cluster_id
-                )));
-            }
-            Ok(())
+        return if cfg.new_cluster {
+            bootstrap(cfg, meta, storage, store).map(|()| BTreeMap::new())
+        } else {
+            join_cluster(cfg, meta, storage)
+        };
+    };
+    let cluster = read_u64(&cluster)?;
+    let member = read_u64(&meta.get(META_MEMBER_ID)?.unwrap_or_default())?;
+    let name = String::from_utf8_lossy(&meta.get(META_NAME)?.unwrap_or_default()).into_owned();
+    if cluster != cfg.cluster_id || member != cfg.member_id {
+        if cfg.new_cluster || name != cfg.name {
+            return Err(Error::Config(format!(
+                "data dir {} belongs to member {name:?} ({member:x}) of cluster {cluster:x}, but the flags describe member {:?} ({:x}) of cluster {:x}: start with the flags it was created with, or use an empty --data-dir",
+                cfg.data_dir.display(),
+                cfg.name,
+                cfg.member_id,
+                cfg.cluster_id
+            )));
+        }
+        tracing::info!(
+            member = format!("{member:x}"),
+            cluster = format!("{cluster:x}"),
+            "--initial-cluster-state existing: using the identity in the data dir"
+        );
+        cfg.cluster_id = cluster;
+        cfg.member_id = member;
+    }
+    // A data dir bootstrapped before the member list was replicated: write
+    // the bootstrap members, as every other initial member does.
+    if !Membership::has_records(store)? {
+        if let Some(json) = meta.get(META_MEMBERS)? {
+            Membership::bootstrap(store, &decode_members(&json)?)?;
+            storage.flush()?;
         }
     }
+    match meta.get(META_REMOTES)? {
+        Some(json) => Ok(decode_members(&json)?
+            .into_iter()
+            .map(|m| (m.id, m.peer_urls))
+            .collect()),
+        None => Ok(BTreeMap::new()),
+    }
+}
+
+/// A new cluster's member: Raft's configuration and the member list from
+/// `--initial-cluster`, identical on every initial member.
+fn bootstrap(cfg: &Config, meta: &sled::Tree, storage: &SledStorage, store: &Store) -> Result<()> {
+    let cs = ConfState {
+        voters: cfg.initial_cluster.iter().map(|m| m.id).collect(),
+        ..Default::default()
+    };
+    storage.bootstrap(cs)?;
+    let members = initial_members(&cfg.initial_cluster);
+    Membership::bootstrap(store, &members)?;
+    meta.insert(META_CLUSTER_ID, &cfg.cluster_id.to_be_bytes())?;
+    meta.insert(META_MEMBER_ID, &cfg.member_id.to_be_bytes())?;
+    meta.insert(META_NAME, cfg.name.as_bytes())?;
+    meta.insert(META_MEMBERS, encode_members(&members).as_bytes())?;
+    storage.flush()?;
+    tracing::info!(
+        members = cfg.initial_cluster.len(),
+        "bootstrapped a new cluster member"
+    );
+    Ok(())
+}
+
+/// A member joining a running cluster: the ids come from the cluster; Raft
+/// starts with an empty log and no configuration (the leader's snapshot
+/// brings both).
+fn join_cluster(
+    cfg: &mut Config,
+    meta: &sled::Tree,
+    storage: &SledStorage,
+) -> Result<BTreeMap<MemberId, Vec<String>>> {
+    let joined = join::join(cfg)?;
+    cfg.cluster_id = joined.cluster_id;
+    cfg.member_id = joined.member_id;
+    meta.insert(META_CLUSTER_ID, &cfg.cluster_id.to_be_bytes())?;
+    meta.insert(META_MEMBER_ID, &cfg.member_id.to_be_bytes())?;
+    meta.insert(META_NAME, cfg.name.as_bytes())?;
+    meta.insert(META_REMOTES, encode_members(&joined.members).as_bytes())?;
+    storage.flush()?;
+    tracing::info!(
+        member = format!("{:x}", cfg.member_id),
+        cluster = format!("{:x}", cfg.cluster_id),
+        members = joined.members.len(),
+        "joining a running cluster"
+    );
+    Ok(joined
+        .members
+        .into_iter()
+        .map(|m| (m.id, m.peer_urls))
+        .collect())
+}
+
+/// Makes Raft's stored configuration the one the member list implies. They
+/// agree unless a crash fell between the apply batch that recorded a
+/// membership change and the conf state write after it; the member list,
+/// written atomically with the applied index, is the one to trust.
+fn sync_conf_state(membership: &Membership, storage: &SledStorage) -> Result<()> {
+    let Some((voters, learners)) = membership.conf_state() else {
+        return Ok(());
+    };
+    let cs = storage.conf_state();
+    let sorted = |v: &[u64]| {
+        let mut v = v.to_vec();
+        v.sort_unstable();
+        v
+    };
+    if sorted(&cs.voters) == voters
+        && sorted(&cs.learners) == learners
+        && cs.voters_outgoing.is_empty()
+        && cs.learners_next.is_empty()
+    {
+        return Ok(());
+    }
+    tracing::warn!(
+        stored_voters = ?cs.voters,
+        stored_learners = ?cs.learners,
+        ?voters,
+        ?learners,
+        "raft conf state differs from the member list; using the member list"
+    );
+    storage.set_conf_state(&ConfState {
+        voters,
+        learners,
+        ..Default::default()
+    })?;
+    storage.flush()?;
+    Ok(())
 }
 
 fn read_u64(b: &[u8]) -> Result<u64> {
@@ -576,12 +741,49 @@ fn read_u64(b: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(arr))
 }
 
-fn encode_members(members: &[MemberConfig]) -> String {
+fn initial_members(cluster: &[MemberConfig]) -> Vec<Member> {
+    cluster
+        .iter()
+        .map(|m| Member {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_urls.clone(),
+            ..Member::default()
+        })
+        .collect()
+}
+
+fn encode_members(members: &[Member]) -> String {
     let list: Vec<serde_json::Value> = members
         .iter()
         .map(|m| serde_json::json!({"id": format!("{:x}", m.id), "name": m.name, "peer_urls": m.peer_urls}))
         .collect();
     serde_json::Value::Array(list).to_string()
+}
+
+fn decode_members(json: &[u8]) -> Result<Vec<Member>> {
+    let bad = || Error::Corrupt("member list in the data dir's identity is damaged".into());
+    let list: Vec<serde_json::Value> = serde_json::from_slice(json).map_err(|_| bad())?;
+    list.iter()
+        .map(|v| {
+            let id = v["id"]
+                .as_str()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+                .ok_or_else(bad)?;
+            let peer_urls = v["peer_urls"]
+                .as_array()
+                .ok_or_else(bad)?
+                .iter()
+                .filter_map(|u| u.as_str().map(str::to_string))
+                .collect();
+            Ok(Member {
+                id,
+                name: v["name"].as_str().unwrap_or_default().to_string(),
+                peer_urls,
+                ..Member::default()
+            })
+        })
+        .collect()
 }
 
 /// Whether sled failed to open because another handle holds the data dir's

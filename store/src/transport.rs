@@ -9,6 +9,15 @@
 //!
 //! Receiving: [`PeerService`] checks each batch's cluster id (a member of another
 //! cluster is refused with a clear status) and hands the messages to the node.
+//! A member removed from the cluster is refused with "the member has been
+//! permanently removed from the cluster"; its sender, told so, marks itself
+//! removed (and stops), as etcd's rafthttp does.
+//!
+//! Peers follow the member list: the sender side compares the
+//! [`Membership`]'s version on every send and starts a task for each new
+//! peer, restarts it when its peer URLs changed, and drops it when the peer
+//! left. [`Activity`] records since when each peer's stream has been up
+//! (etcd's `ActiveSince`), for the strict reconfiguration checks.
 //!
 //! Faults for tests: a [`LinkFilter`] shared by both directions drops traffic to
 //! and from blocked peers. The binary exposes it only with the hidden
@@ -27,7 +36,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keel_proto::peer::peer_client::PeerClient;
 use keel_proto::peer::peer_server::Peer;
@@ -41,6 +50,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::consensus::driver::Outbox;
 use crate::consensus::snapshot::SnapDir;
 use crate::consensus::Node;
+use crate::error::Error;
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
 
@@ -85,59 +96,155 @@ impl LinkFilter {
     }
 }
 
-/// The sending side: one queue per peer.
+/// Since when each peer's stream has been up; a peer whose link is cut by
+/// the test hook counts as down.
+#[derive(Debug)]
+pub struct Activity {
+    since: RwLock<HashMap<u64, Instant>>,
+    filter: Arc<LinkFilter>,
+}
+
+impl Activity {
+    pub fn new(filter: Arc<LinkFilter>) -> Activity {
+        Activity {
+            since: RwLock::new(HashMap::new()),
+            filter,
+        }
+    }
+
+    /// When the stream to `peer` came up, if it is up now.
+    pub fn active_since(&self, peer: u64) -> Option<Instant> {
+        if self.filter.is_blocked(peer) {
+            return None;
+        }
+        self.since
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&peer)
+            .copied()
+    }
+
+    fn set(&self, peer: u64, up: bool) {
+        let mut since = self.since.write().unwrap_or_else(|e| e.into_inner());
+        if up {
+            since.entry(peer).or_insert_with(Instant::now);
+        } else {
+            since.remove(&peer);
+        }
+    }
+}
+
+/// Starts the task that sends to one peer.
+type Spawner = Box<dyn Fn(u64, Vec<String>, mpsc::Receiver<Message>) + Send>;
+
+/// The sending side: one queue per peer, following the member list.
 pub struct PeerTransport {
-    queues: HashMap<u64, mpsc::Sender<Message>>,
+    /// Each peer's URLs and queue.
+    queues: HashMap<u64, (Vec<String>, mpsc::Sender<Message>)>,
+    membership: Arc<Membership>,
+    /// The membership version the queues were last matched against.
+    seen: u64,
     filter: Arc<LinkFilter>,
     unreachable: Box<dyn Fn(u64) + Send>,
+    spawn: Spawner,
 }
 
 const QUEUE_DEPTH: usize = 4096;
 
+/// What the peer transport needs besides the node.
+pub struct TransportDeps {
+    pub filter: Arc<LinkFilter>,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    pub membership: Arc<Membership>,
+    pub activity: Arc<Activity>,
+}
+
 impl PeerTransport {
-    /// Starts one sender task per peer (`peers`: id and peer URLs, self excluded).
+    /// Starts one sender task per peer the member list (or its remotes)
+    /// names. Must be called from within the tokio runtime; the tasks of
+    /// later peers are started on the same runtime.
     pub fn start<O: Send + 'static>(
         cluster_id: u64,
         me: u64,
-        peers: Vec<(u64, Vec<String>)>,
         node: Node<O>,
-        filter: Arc<LinkFilter>,
-        store: Arc<Store>,
-        metrics: Arc<Metrics>,
+        deps: TransportDeps,
     ) -> PeerTransport {
-        let mut queues = HashMap::new();
-        for (id, urls) in peers {
-            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-            queues.insert(id, tx);
+        let TransportDeps {
+            filter,
+            store,
+            metrics,
+            membership,
+            activity,
+        } = deps;
+        let runtime = tokio::runtime::Handle::current();
+        let n = node.clone();
+        let (f, m) = (filter.clone(), membership.clone());
+        let spawn: Spawner = Box::new(move |id, urls, rx| {
             let link = Link {
                 cluster_id,
                 me,
                 peer: id,
-                node: node.clone(),
+                node: n.clone(),
                 store: store.clone(),
                 metrics: metrics.clone(),
-                filter: filter.clone(),
+                filter: f.clone(),
+                activity: activity.clone(),
+                membership: m.clone(),
             };
-            tokio::spawn(peer_loop(link, urls, rx));
-        }
-        let n = node.clone();
-        PeerTransport {
-            queues,
+            runtime.spawn(peer_loop(link, urls, rx));
+        });
+        let mut t = PeerTransport {
+            queues: HashMap::new(),
+            membership,
+            seen: 0,
             filter,
-            unreachable: Box::new(move |id| n.report_unreachable(id)),
+            unreachable: Box::new(move |id| node.report_unreachable(id)),
+            spawn,
+        };
+        t.follow_members();
+        t
+    }
+
+    /// Matches the queues to the member list when it changed.
+    fn follow_members(&mut self) {
+        let version = self.membership.version();
+        if version == self.seen {
+            return;
+        }
+        self.seen = version;
+        let want = self.membership.peers();
+        self.queues.retain(|id, (urls, _)| {
+            let keep = want.get(id) == Some(urls);
+            if !keep {
+                tracing::info!(
+                    peer = format!("{id:x}"),
+                    "peer stream closed (member removed or its URLs changed)"
+                );
+            }
+            keep
+        });
+        for (id, urls) in want {
+            if self.queues.contains_key(&id) || urls.is_empty() {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+            (self.spawn)(id, urls.clone(), rx);
+            self.queues.insert(id, (urls, tx));
         }
     }
 }
 
 impl Outbox for PeerTransport {
     fn send(&mut self, msgs: Vec<Message>) {
+        self.follow_members();
         for m in msgs {
             let to = m.to;
             if self.filter.is_blocked(to) {
                 continue;
             }
             match self.queues.get(&to) {
-                Some(q) => {
+                Some((_, q)) => {
                     if q.try_send(m).is_err() {
                         (self.unreachable)(to);
                     }
@@ -159,6 +266,8 @@ struct Link<O> {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     filter: Arc<LinkFilter>,
+    activity: Arc<Activity>,
+    membership: Arc<Membership>,
 }
 
 impl<O> Clone for Link<O> {
@@ -171,6 +280,8 @@ impl<O> Clone for Link<O> {
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             filter: self.filter.clone(),
+            activity: self.activity.clone(),
+            membership: self.membership.clone(),
         }
     }
 }
@@ -185,6 +296,13 @@ async fn peer_loop<O: Send + 'static>(
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0usize;
     loop {
+        if link.membership.local_removed() {
+            // This member is stopping: no more reconnecting.
+            if !drain_for(&mut rx, Duration::from_secs(1)).await {
+                return;
+            }
+            continue;
+        }
         let url = urls[attempt % urls.len()].clone();
         attempt += 1;
         let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
@@ -211,6 +329,7 @@ async fn peer_loop<O: Send + 'static>(
             }
         };
         backoff = Duration::from_millis(50);
+        link.activity.set(peer, true);
         tracing::info!(peer = format!("{peer:x}"), %url, "peer stream connected");
         let snapshot_channel = channel.clone();
         let mut client = PeerClient::new(channel)
@@ -247,6 +366,11 @@ async fn peer_loop<O: Send + 'static>(
                         Ok(Err(status)) if status.code() == tonic::Code::PermissionDenied => {
                             tracing::error!(peer = format!("{peer:x}"), error = %status.message(), "peer refused us");
                         }
+                        Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition
+                            && status.message() == Error::Removed.to_string() => {
+                            tracing::error!(peer = format!("{peer:x}"), error = %status.message(), "peer says this member was removed");
+                            link.membership.mark_removed();
+                        }
                         Ok(Err(status)) => tracing::debug!(peer = format!("{peer:x}"), error = %status, "peer stream ended"),
                         _ => {}
                     }
@@ -255,6 +379,7 @@ async fn peer_loop<O: Send + 'static>(
             }
         }
         call.abort();
+        link.activity.set(peer, false);
         node.report_unreachable(peer);
         if !drain_for(&mut rx, backoff).await {
             return;
@@ -416,6 +541,7 @@ pub struct PeerService<O> {
     filter: Arc<LinkFilter>,
     snaps: SnapDir,
     metrics: Arc<Metrics>,
+    membership: Arc<Membership>,
     /// One snapshot is received at a time.
     receiving: Arc<tokio::sync::Mutex<()>>,
 }
@@ -428,6 +554,7 @@ impl<O> PeerService<O> {
         filter: Arc<LinkFilter>,
         snaps: SnapDir,
         metrics: Arc<Metrics>,
+        membership: Arc<Membership>,
     ) -> Self {
         PeerService {
             cluster_id,
@@ -436,8 +563,21 @@ impl<O> PeerService<O> {
             filter,
             snaps,
             metrics,
+            membership,
             receiving: Arc::default(),
         }
+    }
+
+    /// Refuses a member that was removed from the cluster.
+    fn check_removed(&self, from: u64) -> Result<(), Status> {
+        if !self.membership.is_removed(from) {
+            return Ok(());
+        }
+        tracing::warn!(
+            from = format!("{from:x}"),
+            "refused traffic from a removed member"
+        );
+        Err(Status::failed_precondition(Error::Removed.to_string()))
     }
 
     fn check_cluster(&self, cluster_id: u64, from: u64) -> Result<(), Status> {
@@ -469,6 +609,7 @@ impl<O: Send + 'static> Peer for PeerService<O> {
             if self.filter.is_blocked(batch.from) {
                 continue;
             }
+            self.check_removed(batch.from)?;
             for m in batch.messages {
                 let msg = Message::parse_from_bytes(&m.data)
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
@@ -501,6 +642,7 @@ impl<O: Send + 'static> Peer for PeerService<O> {
             return Err(Status::invalid_argument("empty snapshot stream"));
         };
         self.check_cluster(head.cluster_id, head.from)?;
+        self.check_removed(head.from)?;
         if self.filter.is_blocked(head.from) {
             return Err(Status::unavailable("link cut"));
         }

@@ -23,12 +23,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::eraftpb::{
+    ConfChange as RaftConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType,
+    Message,
+};
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
 use super::snapshot::{self, SnapDir};
-use super::{Command, StateMachine, Status};
+use super::{Command, ConfChange, ConfChangeKind, Replication, StateMachine, Status};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::raftlog::SledStorage;
@@ -188,27 +191,22 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                 data,
                 deadline,
                 reply,
-            } => match self.raw.propose(vec![], data) {
-                Ok(()) => {
-                    self.metrics.proposals_pending.inc();
-                    let term = self.raw.raft.term;
-                    self.proposals.insert(
-                        id,
-                        ProposalWaiter {
-                            term,
-                            deadline,
-                            reply,
-                        },
-                    );
-                }
-                Err(raft::Error::ProposalDropped) => {
-                    let _ = reply.send(Err(Error::NoLeader));
-                }
-                Err(e) => {
-                    self.metrics.proposals_failed.inc();
-                    let _ = reply.send(Err(Error::Raft(e)));
-                }
-            },
+            } => {
+                let r = self.raw.propose(vec![], data);
+                self.wait_for(r, id, deadline, reply);
+            }
+            Command::ProposeConfChange {
+                id,
+                change,
+                deadline,
+                reply,
+            } => {
+                let r = self.raw.propose_conf_change(vec![], to_raft(&change));
+                self.wait_for(r, id, deadline, reply);
+            }
+            Command::Replication(reply) => {
+                let _ = reply.send(self.replication());
+            }
             Command::ReadIndex { deadline, reply } => {
                 self.queued_reads.push(ReadWaiter { deadline, reply });
             }
@@ -235,6 +233,54 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             Command::Stop => return false,
         }
         true
+    }
+
+    /// Registers the waiter of a proposal Raft took, or answers it at once.
+    fn wait_for(
+        &mut self,
+        proposed: raft::Result<()>,
+        id: u64,
+        deadline: Instant,
+        reply: oneshot::Sender<Result<SM::Output>>,
+    ) {
+        match proposed {
+            Ok(()) => {
+                self.metrics.proposals_pending.inc();
+                let term = self.raw.raft.term;
+                self.proposals.insert(
+                    id,
+                    ProposalWaiter {
+                        term,
+                        deadline,
+                        reply,
+                    },
+                );
+            }
+            Err(raft::Error::ProposalDropped) => {
+                let _ = reply.send(Err(Error::NoLeader));
+            }
+            Err(e) => {
+                self.metrics.proposals_failed.inc();
+                let _ = reply.send(Err(Error::Raft(e)));
+            }
+        }
+    }
+
+    /// The leader's progress of every member; `None` on a non-leader.
+    fn replication(&self) -> Option<Replication> {
+        if self.raw.raft.state != StateRole::Leader {
+            return None;
+        }
+        Some(Replication {
+            leader: self.raw.raft.id,
+            matched: self
+                .raw
+                .raft
+                .prs()
+                .iter()
+                .map(|(id, pr)| (*id, pr.matched))
+                .collect(),
+        })
     }
 
     /// One ReadIndex for every read queued since the last one.
@@ -495,20 +541,16 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                     }
                 }
                 EntryType::EntryConfChange => {
-                    let mut cc = ConfChange::default();
+                    let mut cc = RaftConfChange::default();
                     protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
                         .map_err(|e| Error::Corrupt(format!("conf change at {index}: {e}")))?;
-                    let cs = self.raw.apply_conf_change(&cc)?;
-                    self.raw.store().set_conf_state(&cs)?;
-                    self.sm.skip(index);
+                    self.apply_conf_change(index, v1_to_v2(cc))?;
                 }
                 EntryType::EntryConfChangeV2 => {
                     let mut cc = ConfChangeV2::default();
                     protobuf::Message::merge_from_bytes(&mut cc, &entry.data)
                         .map_err(|e| Error::Corrupt(format!("conf change at {index}: {e}")))?;
-                    let cs = self.raw.apply_conf_change(&cc)?;
-                    self.raw.store().set_conf_state(&cs)?;
-                    self.sm.skip(index);
+                    self.apply_conf_change(index, cc)?;
                 }
             }
         }
@@ -526,6 +568,39 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                     let _ = w.reply.send(Ok(idx));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Applies a committed conf change: first to the state machine (which
+    /// records the member list with the entry's index, or refuses the
+    /// change), then, if accepted, to Raft and its stored conf state.
+    fn apply_conf_change(&mut self, index: u64, cc: ConfChangeV2) -> Result<()> {
+        let Some(change) = from_raft(&cc) else {
+            // Not a change keel proposes (joint consensus): Raft's alone.
+            tracing::warn!(index, ?cc, "applying a conf change keel did not propose");
+            let cs = self.raw.apply_conf_change(&cc)?;
+            self.raw.store().set_conf_state(&cs)?;
+            self.sm.skip(index);
+            return Ok(());
+        };
+        let (id, out, accepted) = self.sm.apply_conf_change(index, &change);
+        if accepted {
+            let cs = self.raw.apply_conf_change(&cc)?;
+            self.raw.store().set_conf_state(&cs)?;
+            tracing::info!(
+                index,
+                node = format!("{:x}", change.node),
+                kind = ?change.kind,
+                voters = ?cs.voters,
+                learners = ?cs.learners,
+                "applied a configuration change through raft"
+            );
+        }
+        self.metrics.proposals_applied.inc();
+        if let Some(w) = self.proposals.remove(&id) {
+            self.metrics.proposals_pending.dec();
+            let _ = w.reply.send(Ok(out));
         }
         Ok(())
     }
@@ -550,4 +625,47 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         }
         tracing::info!(reason = %msg, "raft driver stopped");
     }
+}
+
+/// keel's conf change as raft-rs's: one change, simple (no joint consensus).
+fn to_raft(c: &ConfChange) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(match c.kind {
+        ConfChangeKind::AddVoter => ConfChangeType::AddNode,
+        ConfChangeKind::AddLearner => ConfChangeType::AddLearnerNode,
+        ConfChangeKind::Remove => ConfChangeType::RemoveNode,
+    });
+    single.node_id = c.node;
+    let mut cc = ConfChangeV2::default();
+    cc.set_changes(vec![single].into());
+    cc.context = c.context.clone().into();
+    cc
+}
+
+/// A ConfChange (v1, which keel never proposes) as a simple ConfChangeV2.
+fn v1_to_v2(cc: RaftConfChange) -> ConfChangeV2 {
+    let mut single = ConfChangeSingle::default();
+    single.set_change_type(cc.get_change_type());
+    single.node_id = cc.node_id;
+    let mut v2 = ConfChangeV2::default();
+    v2.set_changes(vec![single].into());
+    v2.context = cc.context;
+    v2
+}
+
+/// raft-rs's conf change as keel's, if it is one change.
+fn from_raft(cc: &ConfChangeV2) -> Option<ConfChange> {
+    let [single] = cc.get_changes() else {
+        return None;
+    };
+    let kind = match single.get_change_type() {
+        ConfChangeType::AddNode => ConfChangeKind::AddVoter,
+        ConfChangeType::AddLearnerNode => ConfChangeKind::AddLearner,
+        ConfChangeType::RemoveNode => ConfChangeKind::Remove,
+    };
+    Some(ConfChange {
+        kind,
+        node: single.node_id,
+        context: cc.context.to_vec(),
+    })
 }

@@ -16,16 +16,23 @@
 //! - Messages that depend on a write (`persisted_messages`) leave only after the
 //!   flush that made the write durable.
 //! - Raft types stay in this module and [`crate::transport`]; callers speak in
-//!   bytes (the encoded request) and the state machine's output type.
+//!   bytes (the encoded request), [`ConfChange`] and the state machine's
+//!   output type.
+//! - A committed configuration change reaches Raft only if the state machine
+//!   accepted it ([`StateMachine::apply_conf_change`]), so Raft's
+//!   configuration always matches the replicated member list. Changes are
+//!   simple (one member at a time, ConfChangeV2 without joint consensus), as
+//!   etcd 3.4 makes them.
 //!
 //! Log truncation and snapshots: see [`snapshot`] (the driver truncates the
 //! log after `--snapshot-count` entries and installs snapshots raft-rs hands
-//! it). Left out here: membership changes.
+//! it).
 
 pub mod driver;
 pub mod logger;
 pub mod snapshot;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,8 +51,15 @@ pub trait StateMachine: Send + 'static {
     /// found in it (0 if none) and the output for its waiter.
     fn apply(&mut self, index: u64, term: u64, data: &[u8]) -> (u64, Self::Output);
 
+    /// Applies one committed change of Raft's configuration. Returns the
+    /// request id found in its context (0 if none), the output for its waiter,
+    /// and whether Raft must take the change: false when the state machine
+    /// refused it (unknown member, duplicate URLs...), so that Raft's
+    /// configuration never differs from the state machine's member list.
+    fn apply_conf_change(&mut self, index: u64, change: &ConfChange) -> (u64, Self::Output, bool);
+
     /// Records that the entry at `index` carried nothing to apply (a new leader's
-    /// empty entry, a conf change).
+    /// empty entry).
     fn skip(&mut self, index: u64);
 
     /// The index of the last applied entry.
@@ -56,6 +70,34 @@ pub trait StateMachine: Send + 'static {
     fn restore(&mut self, image: &std::path::Path) -> Result<()>;
 }
 
+/// What a configuration change does to Raft's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfChangeKind {
+    /// Adds a voter, or promotes a learner to one.
+    AddVoter,
+    AddLearner,
+    Remove,
+}
+
+/// A change of Raft's configuration, in keel's terms: the driver proposes it
+/// as a raft-rs ConfChangeV2 with one change and `context` as its context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfChange {
+    pub kind: ConfChangeKind,
+    pub node: u64,
+    pub context: Vec<u8>,
+}
+
+/// The leader's view of replication.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replication {
+    /// The leader (this member).
+    pub leader: u64,
+    /// Each member's highest log index known to match the leader's log
+    /// (voters and learners, the leader included).
+    pub matched: BTreeMap<u64, u64>,
+}
+
 /// A message to the driver thread.
 pub(crate) enum Command<O> {
     Propose {
@@ -64,6 +106,14 @@ pub(crate) enum Command<O> {
         deadline: Instant,
         reply: oneshot::Sender<Result<O>>,
     },
+    ProposeConfChange {
+        id: u64,
+        change: ConfChange,
+        deadline: Instant,
+        reply: oneshot::Sender<Result<O>>,
+    },
+    /// Replication progress, answered only by the leader (else `None`).
+    Replication(oneshot::Sender<Option<Replication>>),
     ReadIndex {
         deadline: Instant,
         reply: oneshot::Sender<Result<u64>>,
@@ -159,15 +209,37 @@ impl<O: Send + 'static> Node<O> {
     /// is applied here. While there is no leader the proposal is retried until
     /// the request timeout; then "request timed out".
     pub async fn propose(&self, id: u64, data: Vec<u8>) -> Result<O> {
+        self.propose_with(|deadline, reply| Command::Propose {
+            id,
+            data: data.clone(),
+            deadline,
+            reply,
+        })
+        .await
+    }
+
+    /// Proposes a change of Raft's configuration (carrying request `id` in its
+    /// context) and waits until it is applied here, with the retries of
+    /// [`Node::propose`]. Raft ignores a change proposed while another is not
+    /// yet applied: the waiter then times out, as with etcd.
+    pub async fn propose_conf_change(&self, id: u64, change: ConfChange) -> Result<O> {
+        self.propose_with(|deadline, reply| Command::ProposeConfChange {
+            id,
+            change: change.clone(),
+            deadline,
+            reply,
+        })
+        .await
+    }
+
+    async fn propose_with(
+        &self,
+        command: impl Fn(Instant, oneshot::Sender<Result<O>>) -> Command<O>,
+    ) -> Result<O> {
         let deadline = Instant::now() + self.request_timeout;
         loop {
             let (reply, rx) = oneshot::channel();
-            self.send(Command::Propose {
-                id,
-                data: data.clone(),
-                deadline,
-                reply,
-            })?;
+            self.send(command(deadline, reply))?;
             match rx.await.map_err(|_| Error::Stopped)? {
                 Err(Error::NoLeader) if Instant::now() + self.retry_every < deadline => {
                     tokio::time::sleep(self.retry_every).await;
@@ -185,6 +257,14 @@ impl<O: Send + 'static> Node<O> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::ReadIndex { deadline, reply })?;
         rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// The leader's replication progress; `None` when this member is not the
+    /// leader.
+    pub async fn replication(&self) -> Result<Option<Replication>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Replication(reply))?;
+        rx.await.map_err(|_| Error::Stopped)
     }
 
     /// Hands messages received from a peer to Raft.

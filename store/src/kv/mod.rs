@@ -30,6 +30,7 @@ use crate::consensus::Node;
 use crate::error::{Error, Result};
 use crate::maintenance::alarm::Alarms;
 use crate::maintenance::quota::{self, Quota};
+use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
 
@@ -54,6 +55,8 @@ pub struct Kv {
     max_txn_ops: usize,
     /// Test-only: skip ReadIndex (see `--unsafe-stale-reads`).
     stale_reads: bool,
+    /// The member list, to refuse what a learner cannot serve.
+    membership: Option<Arc<Membership>>,
     /// The raised alarms (shared with apply).
     alarms: Arc<Alarms>,
     /// The backend quota; None: no quota.
@@ -77,9 +80,23 @@ impl Kv {
             max_request_bytes,
             max_txn_ops,
             stale_reads: false,
+            membership: None,
             alarms: Arc::new(Alarms::default()),
             quota: None,
         }
+    }
+
+    /// Refuses linearizable ranges while this member is a learner (etcd's
+    /// interceptor: a learner serves serializable ranges only).
+    pub fn with_membership(mut self, membership: Arc<Membership>) -> Kv {
+        self.membership = Some(membership);
+        self
+    }
+
+    fn is_learner(&self) -> bool {
+        self.membership
+            .as_ref()
+            .is_some_and(|m| m.local_is_learner())
     }
 
     /// Shares the alarm set the applier keeps.
@@ -198,6 +215,9 @@ impl Kv {
     }
 
     pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
+        if !r.serializable && self.is_learner() {
+            return Err(Error::NotSupportedForLearner);
+        }
         check::range(&r)?;
         self.metrics.mvcc_range_total.inc();
         self.linearize(r.serializable).await?;

@@ -37,6 +37,7 @@ use crate::apply::Response;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::maintenance::quota::LEASE_OVERHEAD;
+use crate::membership::Membership;
 
 /// How often the expiry task looks for expired leases.
 pub const EXPIRY_TICK: Duration = Duration::from_millis(50);
@@ -48,9 +49,10 @@ pub const REVOKES_PER_TICK: usize = 50;
 pub struct Leases {
     kv: Kv,
     lessor: Arc<Lessor>,
-    /// Peer URLs of every member, by member id.
-    peers: Arc<HashMap<u64, Vec<String>>>,
-    channels: Arc<Mutex<HashMap<u64, Channel>>>,
+    /// Where the members' peer URLs are found.
+    membership: Arc<Membership>,
+    /// Channels to the leader's LeasePeer service, by peer URL.
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// How much a new leader extends every lease by (the election timeout).
     extend: Duration,
     request_timeout: Duration,
@@ -60,14 +62,14 @@ impl Leases {
     pub fn new(
         kv: Kv,
         lessor: Arc<Lessor>,
-        peers: HashMap<u64, Vec<String>>,
+        membership: Arc<Membership>,
         extend: Duration,
         request_timeout: Duration,
     ) -> Leases {
         Leases {
             kv,
             lessor,
-            peers: Arc::new(peers),
+            membership,
             channels: Arc::new(Mutex::new(HashMap::new())),
             extend,
             request_timeout,
@@ -260,22 +262,22 @@ impl Leases {
         if leader == 0 || leader == self.kv.identity().member_id {
             return Err(Error::NotLeader);
         }
+        let url = self
+            .membership
+            .peer_urls(leader)
+            .and_then(|u| u.first().cloned())
+            .ok_or_else(|| Error::Transport(format!("no peer URL for {leader:x}")))?;
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        let ch = match channels.get(&leader) {
+        let ch = match channels.get(&url) {
             Some(ch) => ch.clone(),
             None => {
-                let url = self
-                    .peers
-                    .get(&leader)
-                    .and_then(|u| u.first())
-                    .ok_or_else(|| Error::Transport(format!("no peer URL for {leader:x}")))?;
                 let ch = Endpoint::from_shared(url.clone())
                     .map_err(|e| Error::Transport(e.to_string()))?
                     .connect_timeout(Duration::from_secs(1))
                     .timeout(self.request_timeout)
                     .tcp_nodelay(true)
                     .connect_lazy();
-                channels.insert(leader, ch.clone());
+                channels.insert(url, ch.clone());
                 ch
             }
         };

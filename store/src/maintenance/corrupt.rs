@@ -11,9 +11,11 @@
 //! - a member with the leader's first compact revision reports another hash.
 //!
 //! A member that cannot answer (down, lagging: "future revision", or already
-//! compacted past the revision) is skipped.
+//! compacted past the revision) is skipped. The members asked are those of
+//! the replicated member list at each pass.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel_proto::etcdserverpb::alarm_request::AlarmAction;
@@ -23,6 +25,7 @@ use tonic::transport::Endpoint;
 
 use crate::error::{Error, Result};
 use crate::kv::Kv;
+use crate::membership::Membership;
 use crate::mvcc::KvHash;
 
 /// A member's answer, or why there is none.
@@ -34,7 +37,7 @@ struct PeerHash {
 /// Runs the check every `interval` until `stop` turns true.
 pub async fn run(
     kv: Kv,
-    peers: HashMap<u64, Vec<String>>,
+    membership: Arc<Membership>,
     interval: Duration,
     timeout: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -48,6 +51,7 @@ pub async fn run(
         if !kv.node().status().is_leader() {
             continue;
         }
+        let peers: HashMap<u64, Vec<String>> = membership.peers().into_iter().collect();
         if let Err(e) = check(&kv, &peers, timeout).await {
             tracing::warn!(error = %e, "failed to check hash KV");
         }

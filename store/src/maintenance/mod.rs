@@ -17,15 +17,13 @@
 //!   records is done (the quota counts bytes in use, see [`quota`]). It
 //!   answers as etcd does (an empty response, no header).
 //! - MoveLeader: only the leader accepts it ("etcdserver: not leader"); the
-//!   transferee must be a voting member ("etcdserver: bad leader
-//!   transferee"); it asks Raft to transfer leadership and waits until the
+//!   transferee must be a voting member of the replicated member list
+//!   ("etcdserver: bad leader transferee"); it asks Raft to transfer leadership and waits until the
 //!   transferee leads, or fails after the request timeout.
 //! - Alarm: GET, ACTIVATE and DEACTIVATE all go through Raft, as in etcd
 //!   ([`alarm`]).
 //!
-//! Left out here: Snapshot (with the snapshot work, issue 5), and learners
-//! (MoveLeader and Status treat every configured member as a voter until the
-//! membership work replaces the initial member list).
+//! Status reports `is_learner` from the replicated member list.
 
 pub mod alarm;
 pub mod compactor;
@@ -33,7 +31,6 @@ pub mod corrupt;
 pub mod quota;
 pub mod service;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,14 +43,15 @@ use std::sync::atomic::Ordering;
 use crate::error::{Error, Result};
 use crate::http::ETCD_VERSION;
 use crate::kv::Kv;
+use crate::membership::Membership;
 use crate::mvcc::{KvHash, Store};
 
 /// The Maintenance API. Cheap to clone.
 #[derive(Clone)]
 pub struct Maintenance {
     kv: Kv,
-    /// Peer URLs of every member, by member id (this one included).
-    members: Arc<HashMap<u64, Vec<String>>>,
+    /// The replicated member list.
+    membership: Arc<Membership>,
     election_timeout: Duration,
     request_timeout: Duration,
     /// Where backups for the `Snapshot` stream are written before sending.
@@ -63,13 +61,13 @@ pub struct Maintenance {
 impl Maintenance {
     pub fn new(
         kv: Kv,
-        members: HashMap<u64, Vec<String>>,
+        membership: Arc<Membership>,
         election_timeout: Duration,
         request_timeout: Duration,
     ) -> Maintenance {
         Maintenance {
             kv,
-            members: Arc::new(members),
+            membership,
             election_timeout,
             request_timeout,
             snapshot_dir: std::env::temp_dir(),
@@ -118,8 +116,7 @@ impl Maintenance {
             raft_applied_index: st.applied_index.load(Ordering::Relaxed),
             errors,
             db_size_in_use: store.size_in_use() as i64,
-            // Learners come with membership changes.
-            is_learner: false,
+            is_learner: self.membership.local_is_learner(),
         })
     }
 
@@ -164,7 +161,7 @@ impl Maintenance {
         if status.leader() != me {
             return Err(Error::NotLeader);
         }
-        if !self.members.contains_key(&target) {
+        if self.membership.member(target).is_none_or(|m| m.is_learner) {
             return Err(Error::BadLeaderTransferee);
         }
         let started = Instant::now();

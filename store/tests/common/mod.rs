@@ -3,6 +3,11 @@
 //! cluster is dropped. Also finds the Debian tools (etcd, etcdctl) the interop
 //! tests need, with the skip rule of the project: a missing tool prints one line
 //! saying how to install it and skips, unless KEEL_REQUIRE_TOOLS=1, where it fails.
+//!
+//! Membership: each member keeps the `--initial-cluster` and
+//! `--initial-cluster-state` it was created with; [`Cluster::join`] prepares a
+//! member that joins the running cluster (`existing`, the members not
+//! [`Cluster::forget`]-ten plus itself), as `etcdctl member add` prints it.
 
 #![allow(dead_code)]
 
@@ -26,6 +31,12 @@ pub struct Member {
     pub log: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// `--initial-cluster` for this member, fixed when it was created.
+    pub initial: String,
+    /// `--initial-cluster-state`: "new" or "existing".
+    pub state: String,
+    /// Removed from the cluster (left out of later joiners' --initial-cluster).
+    pub removed: bool,
 }
 
 impl Member {
@@ -60,31 +71,47 @@ impl Cluster {
 
     /// Starts `n` members with extra flags for each.
     pub fn start_with(n: usize, extra: &[&str]) -> Cluster {
-        let mut c = Self::plan(n, extra);
+        let c = Self::plan(n, extra);
+        c.start_all()
+    }
+
+    /// Starts one member per name, with extra flags for each.
+    pub fn start_named(names: &[&str], extra: &[&str]) -> Cluster {
+        Self::plan_named(names, extra).start_all()
+    }
+
+    fn start_all(mut self) -> Cluster {
+        let n = self.members.len();
         for i in 0..n {
-            c.spawn(i);
+            self.spawn(i);
         }
         for i in 0..n {
-            c.wait_healthy(i, Duration::from_secs(20));
+            self.wait_healthy(i, Duration::from_secs(20));
         }
-        c
+        self
     }
 
     /// Chooses names, ports and data dirs for `n` members, starting none.
     pub fn plan(n: usize, extra: &[&str]) -> Cluster {
+        let names: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        Self::plan_named(&names, extra)
+    }
+
+    /// Like [`Cluster::plan`], with the members' names.
+    pub fn plan_named(names: &[&str], extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut members = Vec::new();
-        for i in 0..n {
-            let name = format!("m{i}");
-            members.push(Member {
-                data_dir: dir.path().join(format!("{name}.keel")),
-                log: dir.path().join(format!("{name}.log")),
-                name,
-                client_port: free_port(),
-                peer_port: free_port(),
-                child: None,
-                extra: extra.iter().map(|s| s.to_string()).collect(),
-            });
+        let mut members: Vec<Member> = names
+            .iter()
+            .map(|name| new_member(dir.path(), name, extra))
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            m.initial = initial.clone();
         }
         Cluster {
             dir,
@@ -93,12 +120,46 @@ impl Cluster {
         }
     }
 
+    /// `name=peer-url` of every member not removed.
     pub fn initial_cluster(&self) -> String {
         self.members
             .iter()
+            .filter(|m| !m.removed)
             .map(|m| format!("{}={}", m.name, m.peer_url()))
             .collect::<Vec<_>>()
             .join(",")
+    }
+
+    /// Prepares (does not start) a member `name` joining the running
+    /// cluster with an empty data dir; returns its index. Add it with
+    /// MemberAdd first, with `members[i].peer_url()`.
+    pub fn join(&mut self, name: &str, extra: &[&str]) -> usize {
+        let mut m = new_member(self.dir.path(), name, extra);
+        let mut initial = self.initial_cluster();
+        initial.push_str(&format!(",{name}={}", m.peer_url()));
+        m.initial = initial;
+        m.state = "existing".into();
+        self.members.push(m);
+        self.members.len() - 1
+    }
+
+    /// Marks member `i` as removed from the cluster.
+    pub fn forget(&mut self, i: usize) {
+        self.members[i].removed = true;
+    }
+
+    /// Gives member `i` a new peer port (for MemberUpdate), used from its next
+    /// start, which is then with `--initial-cluster-state existing`.
+    pub fn change_peer_port(&mut self, i: usize) -> String {
+        let old = self.members[i].peer_url();
+        self.members[i].peer_port = free_port();
+        let new = self.members[i].peer_url();
+        let m = &mut self.members[i];
+        m.initial = m
+            .initial
+            .replace(&format!("{}={old}", m.name), &format!("{}={new}", m.name));
+        m.state = "existing".into();
+        new
     }
 
     pub fn args(&self, i: usize) -> Vec<String> {
@@ -118,7 +179,9 @@ impl Cluster {
             "--initial-advertise-peer-urls".into(),
             m.peer_url(),
             "--initial-cluster".into(),
-            self.initial_cluster(),
+            m.initial.clone(),
+            "--initial-cluster-state".into(),
+            m.state.clone(),
             "--initial-cluster-token".into(),
             self.token.clone(),
             "--unsafe-fault-hooks".into(),
@@ -183,8 +246,13 @@ impl Cluster {
         self.wait_healthy(i, Duration::from_secs(20));
     }
 
+    /// Client endpoints of the members not removed.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.endpoint()).collect()
+        self.members
+            .iter()
+            .filter(|m| !m.removed)
+            .map(|m| m.endpoint())
+            .collect()
     }
 
     pub fn client(&self) -> keel_client::Client {
@@ -224,6 +292,7 @@ impl Cluster {
     pub fn leader(&self) -> Option<usize> {
         (0..self.members.len()).find(|&i| {
             self.members[i].is_running()
+                && !self.members[i].removed
                 && http_get(self.members[i].client_port, "/metrics")
                     .map(|(_, b)| b.lines().any(|l| l == "etcd_server_is_leader 1"))
                     .unwrap_or(false)
@@ -291,6 +360,21 @@ impl Cluster {
         let (code, body) =
             http_post(self.members[i].client_port, "/debug/fault/heal").expect("fault hook");
         assert_eq!(code, 200, "{body}");
+    }
+}
+
+fn new_member(dir: &Path, name: &str, extra: &[&str]) -> Member {
+    Member {
+        data_dir: dir.join(format!("{name}.keel")),
+        log: dir.join(format!("{name}.log")),
+        name: name.to_string(),
+        client_port: free_port(),
+        peer_port: free_port(),
+        child: None,
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+        initial: String::new(),
+        state: "new".into(),
+        removed: false,
     }
 }
 

@@ -1,0 +1,187 @@
+//! Joining a running cluster (`--initial-cluster-state existing`), after
+//! etcd's `GetClusterFromRemotePeers` and `ValidateClusterAndAssignIDs`.
+//!
+//! The new member asks the other members named in `--initial-cluster` for
+//! the cluster id and the member list over their peer ports. The list must
+//! name exactly the members of `--initial-cluster` (the running members plus
+//! this one, already added with MemberAdd), matched by peer URLs; this
+//! member's id is the one MemberAdd gave it. It then starts with an empty
+//! Raft log and no configuration: the leader sends it a snapshot, which
+//! brings the configuration, the data and the member list.
+
+use std::time::{Duration, Instant};
+
+use keel_proto::peer::membership_peer_client::MembershipPeerClient;
+use keel_proto::peer::MembersRequest;
+use tonic::transport::Endpoint;
+
+use super::Member;
+use crate::config::{ClusterId, Config, MemberConfig, MemberId};
+use crate::error::{Error, Result};
+
+/// How long to keep asking the peers for the member list.
+const FETCH_FOR: Duration = Duration::from_secs(5);
+
+/// What a joining member learned from the cluster.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub cluster_id: ClusterId,
+    /// This member's id, as MemberAdd chose it.
+    pub member_id: MemberId,
+    /// The running cluster's members, this one included.
+    pub members: Vec<Member>,
+}
+
+/// Asks the peers for the cluster and checks it against the flags. Blocks
+/// (on a thread of its own, so it can be called from anywhere).
+pub fn join(cfg: &Config) -> Result<Joined> {
+    let urls: Vec<String> = cfg
+        .initial_cluster
+        .iter()
+        .filter(|m| m.name != cfg.name)
+        .flat_map(|m| m.peer_urls.clone())
+        .collect();
+    if urls.is_empty() {
+        return Err(Error::Config(
+            "--initial-cluster-state existing: --initial-cluster names no other member to join"
+                .into(),
+        ));
+    }
+    let (cluster_id, members) = std::thread::spawn(move || -> Result<(ClusterId, Vec<Member>)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(fetch(&urls))
+    })
+    .join()
+    .map_err(|_| Error::Config("joining: the fetch thread panicked".into()))??;
+    let member_id = assign_id(&cfg.name, &cfg.initial_cluster, cluster_id, &members)?;
+    Ok(Joined {
+        cluster_id,
+        member_id,
+        members,
+    })
+}
+
+/// The cluster id and member list from the first peer that answers.
+async fn fetch(urls: &[String]) -> Result<(ClusterId, Vec<Member>)> {
+    let deadline = Instant::now() + FETCH_FOR;
+    loop {
+        for url in urls {
+            let Ok(endpoint) = Endpoint::from_shared(url.clone()) else {
+                continue;
+            };
+            let endpoint = endpoint
+                .connect_timeout(Duration::from_secs(1))
+                .timeout(Duration::from_secs(2));
+            let Ok(channel) = endpoint.connect().await else {
+                tracing::debug!(%url, "joining: peer unreachable");
+                continue;
+            };
+            match MembershipPeerClient::new(channel)
+                .members(MembersRequest {})
+                .await
+            {
+                Ok(resp) => {
+                    let resp = resp.into_inner();
+                    if resp.members.is_empty() {
+                        continue;
+                    }
+                    let members = resp.members.into_iter().map(Member::from_proto).collect();
+                    return Ok((resp.cluster_id, members));
+                }
+                Err(e) => tracing::debug!(%url, error = %e, "joining: peer did not answer"),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Config(
+                "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// etcd's `ValidateClusterAndAssignIDs`: same number of members, each
+/// running member's peer URLs equal to those of one in `--initial-cluster`;
+/// returns the id of the one named `--name`.
+fn assign_id(
+    name: &str,
+    initial: &[MemberConfig],
+    cluster_id: ClusterId,
+    members: &[Member],
+) -> Result<MemberId> {
+    let describe = || {
+        let list: Vec<String> = members
+            .iter()
+            .map(|m| format!("{:x}={}", m.id, m.peer_urls.join(",")))
+            .collect();
+        format!("cluster {cluster_id:x} [{}]", list.join(" "))
+    };
+    if members.len() != initial.len() {
+        return Err(Error::Config(format!(
+            "error validating peerURLs {}: member count is unequal",
+            describe()
+        )));
+    }
+    let mut mine = None;
+    for m in members {
+        let mut theirs = m.peer_urls.clone();
+        theirs.sort();
+        let local = initial.iter().find(|l| l.peer_urls == theirs);
+        match local {
+            Some(l) if l.name == name => mine = Some(m.id),
+            Some(_) => {}
+            None => {
+                return Err(Error::Config(format!(
+                    "error validating peerURLs {}: PeerURLs: no match found for existing member ({:x}, {:?})",
+                    describe(),
+                    m.id,
+                    m.peer_urls
+                )))
+            }
+        }
+    }
+    mine.ok_or_else(|| {
+        Error::Config(format!(
+            "error validating peerURLs {}: no member has this member's peer URLs; add it with MemberAdd first",
+            describe()
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_initial_cluster;
+
+    fn member(id: u64, url: &str) -> Member {
+        Member {
+            id,
+            peer_urls: vec![url.into()],
+            ..Member::default()
+        }
+    }
+
+    #[test]
+    fn ids_come_from_the_running_cluster() {
+        let c = parse_initial_cluster("a=http://h:1,b=http://h:2,new=http://h:3", "t").unwrap();
+        let running = [
+            member(10, "http://h:1"),
+            member(11, "http://h:2"),
+            member(12, "http://h:3"),
+        ];
+        assert_eq!(assign_id("new", &c, 7, &running).unwrap(), 12);
+        let e = assign_id("new", &c, 7, &running[..2])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("member count is unequal"), "{e}");
+        let other = [
+            member(10, "http://h:1"),
+            member(11, "http://h:2"),
+            member(12, "http://h:9"),
+        ];
+        let e = assign_id("new", &c, 7, &other).unwrap_err().to_string();
+        assert!(e.contains("no match found for existing member (c,"), "{e}");
+    }
+}

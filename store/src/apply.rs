@@ -118,8 +118,16 @@ impl Applier {
     /// Ends a write transaction, lets the lessor follow the keys it moved and
     /// hands its events to the watchers.
     fn commit(&self, txn: WriteTxn<'_>, index: u64) -> Result<()> {
+        self.commit_then(txn, index, || {})
+    }
+
+    /// Like [`Applier::commit`], running `settle` after the write is published
+    /// and before watchers hear of it, so that what they then ask (e.g. a
+    /// revoked lease's time to live) already sees the change.
+    fn commit_then(&self, txn: WriteTxn<'_>, index: u64, settle: impl FnOnce()) -> Result<()> {
         let events = txn.end(index)?;
         self.lessor.apply_events(&events);
+        settle();
         if let Some(first) = events.first() {
             self.hub.notify(first.kv.mod_revision, events);
         }
@@ -212,8 +220,7 @@ impl Applier {
     fn lease_revoke(&mut self, index: u64, r: &LeaseRevokeRequest) -> Result<Response> {
         let mut txn = self.store.write();
         self.lessor.revoke(&mut txn, r.id)?;
-        self.commit(txn, index)?;
-        self.lessor.revoked(r.id);
+        self.commit_then(txn, index, || self.lessor.revoked(r.id))?;
         Ok(Response::LeaseRevoke(LeaseRevokeResponse {
             header: Some(ResponseHeader {
                 revision: self.store.current_revision(),

@@ -38,6 +38,22 @@ pub(super) fn load(log: &sled::Tree, state: &sled::Tree) -> Result<Cache> {
             (entry.index, entry.term)
         }
     };
+    // Entries below the first index are what a truncation had not deleted
+    // yet when the member stopped (it deletes in the background): drop them.
+    let mut leftovers = sled::Batch::default();
+    let mut dropped = 0u64;
+    for item in log.range(..key(first_index)) {
+        let (k, _) = item?;
+        leftovers.remove(k);
+        dropped += 1;
+    }
+    if dropped > 0 {
+        log.apply_batch(leftovers)?;
+        tracing::info!(
+            entries = dropped,
+            "raft log: deleted entries left by an interrupted truncation"
+        );
+    }
     if let Some((k, _)) = log.first()? {
         let found = index_of(&k)?;
         if found != first_index {

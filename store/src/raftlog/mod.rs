@@ -20,8 +20,12 @@
 //! - `term(first_index() - 1)` answers: it is the snapshot (or compaction)
 //!   term, kept so that raft can match the entry just before the log.
 //! - Every mutating call is one atomic sled write (a batch, or a transaction
-//!   over both trees for `compact` and `apply_snapshot`), made under the write
-//!   lock of the in-memory cache, so the cache never disagrees with the trees.
+//!   over both trees for `apply_snapshot`), made under the write lock of the
+//!   in-memory cache, so the cache never disagrees with the trees. `compact`
+//!   is the exception: it writes the new snapshot metadata at once and leaves
+//!   the deletion of the entries below it to a background thread (entries
+//!   below the first index are never read, and `open` deletes any a crash
+//!   left behind).
 //! - Nothing here is durable until [`SledStorage::flush`], which syncs the
 //!   whole database: the node calls it once per `Ready`, after appending the
 //!   entries and setting the hard state, and before sending the messages that
@@ -83,6 +87,40 @@ struct Inner {
     state: sled::Tree,
     cache: RwLock<Cache>,
     provider: RwLock<Option<SharedProvider>>,
+    /// Ranges of truncated entries for the background deleter.
+    deleter: std::sync::Mutex<std::sync::mpsc::Sender<(u64, u64)>>,
+}
+
+/// Entries deleted per batch by the background deleter.
+const DELETE_BATCH: u64 = 1000;
+
+/// Deletes truncated entries (`[from, to)` ranges) off the Raft thread, in
+/// small batches. Exits when the storage is dropped.
+fn start_deleter(log: sled::Tree) -> std::sync::mpsc::Sender<(u64, u64)> {
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
+    let spawned = std::thread::Builder::new()
+        .name("raft-log-truncate".into())
+        .spawn(move || {
+            for (from, to) in rx {
+                let mut at = from;
+                while at < to {
+                    let end = (at + DELETE_BATCH).min(to);
+                    let mut batch = sled::Batch::default();
+                    for index in at..end {
+                        batch.remove(&key(index)[..]);
+                    }
+                    if let Err(e) = log.apply_batch(batch) {
+                        tracing::error!(error = %e, "raft log: deleting truncated entries failed; the next start deletes them");
+                        break;
+                    }
+                    at = end;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "raft log: no deleter thread; truncated entries stay until the next start");
+    }
+    tx
 }
 
 /// The in-memory copy of everything but the entries.
@@ -108,11 +146,13 @@ impl Cache {
 impl SledStorage {
     /// Opens the Raft log storage in `db`, creating its trees if needed, and
     /// loads the cache. Fails with [`Error::Corrupt`] if the stored log breaks
-    /// the invariants (undecodable record, gap, entries below the snapshot).
+    /// the invariants (undecodable record, gap); entries below the snapshot
+    /// are leftovers of an interrupted truncation and are deleted.
     pub fn open(db: &sled::Db) -> Result<SledStorage> {
         let log = db.open_tree(LOG_TREE)?;
         let state = db.open_tree(STATE_TREE)?;
         let cache = load(&log, &state)?;
+        let log_for_deleter = log.clone();
         tracing::debug!(
             first_index = cache.first_index(),
             last_index = cache.last_index,
@@ -127,6 +167,7 @@ impl SledStorage {
                 state,
                 cache: RwLock::new(cache),
                 provider: RwLock::new(None),
+                deleter: std::sync::Mutex::new(start_deleter(log_for_deleter)),
             }),
         })
     }
@@ -286,6 +327,11 @@ impl SledStorage {
     /// state), so `term(compact_index - 1)` still answers. Compacting at or
     /// below `first_index()` does nothing.
     ///
+    /// The metadata is written (and the entries stop being readable) at once;
+    /// the entries themselves are deleted by a background thread, so a large
+    /// truncation never holds up the caller. Entries a crash leaves below the
+    /// first index are deleted by [`SledStorage::open`].
+    ///
     /// Errors: `Unavailable` if `compact_index > last_index() + 1`.
     /// Not durable until [`SledStorage::flush`].
     pub fn compact(&self, compact_index: u64) -> Result<()> {
@@ -304,17 +350,14 @@ impl SledStorage {
             ..Default::default()
         };
         meta.set_conf_state(cache.conf_state.clone());
-
-        let mut log = sled::Batch::default();
-        for index in first..compact_index {
-            log.remove(&key(index)[..]);
-        }
-        let mut state = sled::Batch::default();
-        state.insert(SNAPSHOT_KEY, encode(&meta)?);
-        self.apply_both(&log, &state)?;
-
+        self.inner.state.insert(SNAPSHOT_KEY, encode(&meta)?)?;
         cache.snapshot = meta;
         cache.written = true;
+        drop(cache);
+        let deleter = self.inner.deleter.lock().unwrap_or_else(|e| e.into_inner());
+        if deleter.send((first, compact_index)).is_err() {
+            tracing::warn!("raft log: deleter gone; truncated entries stay until the next start");
+        }
         Ok(())
     }
 

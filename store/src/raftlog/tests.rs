@@ -528,3 +528,36 @@ fn throughput_micro_check() {
         terms / n as u32,
     );
 }
+
+#[test]
+fn truncated_entries_are_deleted_in_the_background_and_leftovers_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = crate::testutil::open_sled(dir.path());
+        let storage = SledStorage::open(&db).unwrap();
+        let ents: Vec<Entry> = (1..=5000).map(|i| entry(i, 1)).collect();
+        storage.append(&ents).unwrap();
+        storage.compact(4001).unwrap();
+        assert_eq!(storage.first_index(), 4001);
+        assert_eq!(storage.term(4000), Ok(1));
+        assert_eq!(
+            storage.entries(3999, 4001, None, ctx()),
+            Err(raft::Error::Store(StorageError::Compacted))
+        );
+        // The deleter empties the range below the first index.
+        let log = db.open_tree(LOG_TREE).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.len() != 1000 {
+            assert!(Instant::now() < deadline, "{} entries", log.len());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // A crash before the deletion: simulate leftovers below the first index.
+        log.insert(17u64.to_be_bytes(), entry(17, 1).write_to_bytes().unwrap())
+            .unwrap();
+        storage.flush().unwrap();
+    }
+    let db = crate::testutil::open_sled(dir.path());
+    let storage = SledStorage::open(&db).unwrap();
+    assert_eq!((storage.first_index(), storage.last_index()), (4001, 5000));
+    assert_eq!(db.open_tree(LOG_TREE).unwrap().len(), 1000);
+}

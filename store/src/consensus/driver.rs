@@ -72,11 +72,6 @@ pub struct Driver<SM: StateMachine, T: Outbox> {
     last_term: u64,
     snap_dir: SnapDir,
     log: LogRetention,
-    /// A truncation is under way (done in steps).
-    truncating: bool,
-    /// Time spent in the steps of the truncation under way, and its longest.
-    truncate_time: Duration,
-    truncate_longest_step: Duration,
 }
 
 /// When to truncate the Raft log (etcd's `--snapshot-count` and
@@ -90,10 +85,6 @@ pub struct LogRetention {
     /// Test hook: abort halfway through installing a snapshot.
     pub crash_in_install: bool,
 }
-
-/// Log entries deleted per driver iteration, so a big truncation never stalls
-/// the loop for long.
-const TRUNCATE_STEP: u64 = 1_000;
 
 impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
     #[allow(clippy::too_many_arguments)]
@@ -111,9 +102,6 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         Driver {
             snap_dir,
             log,
-            truncating: false,
-            truncate_time: Duration::ZERO,
-            truncate_longest_step: Duration::ZERO,
             raw,
             sm,
             outbox,
@@ -414,42 +402,27 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
     }
 
     /// Drops applied entries from the Raft log once `snapshot_count` were
-    /// applied past the retained tail, keeping `catchup_entries` of them (at
-    /// most [`TRUNCATE_STEP`] entries per call). No copy of the state is
-    /// needed: it is durable in the same database as the log.
+    /// applied past the retained tail, keeping `catchup_entries` of them. No
+    /// copy of the state is needed: it is durable in the same database as the
+    /// log. The storage only moves its first index here; the entries are
+    /// deleted on its background thread.
     fn truncate_log(&mut self) -> Result<()> {
         let store = self.raw.store();
         let applied = self.sm.applied_index().min(self.raw.raft.raft_log.applied);
         let first = store.first_index();
         let keep_from = applied.saturating_sub(self.log.catchup_entries).max(1);
-        if keep_from <= first {
+        if keep_from <= first || keep_from - first < self.log.snapshot_count {
             return Ok(());
         }
-        let behind = keep_from - first;
-        // Start only after snapshot_count entries; once started, finish.
-        if behind < self.log.snapshot_count && !self.truncating {
-            return Ok(());
-        }
-        self.truncating = true;
-        let to = keep_from.min(first + TRUNCATE_STEP);
         let started = Instant::now();
-        store.compact(to)?;
-        let step = started.elapsed();
-        self.truncate_time += step;
-        self.truncate_longest_step = self.truncate_longest_step.max(step);
-        if to == keep_from {
-            self.truncating = false;
-            self.metrics.snapshots_taken.inc();
-            tracing::info!(
-                applied,
-                first_index = to,
-                total = ?self.truncate_time,
-                longest_step = ?self.truncate_longest_step,
-                "raft log truncated"
-            );
-            self.truncate_time = Duration::ZERO;
-            self.truncate_longest_step = Duration::ZERO;
-        }
+        store.compact(keep_from)?;
+        self.metrics.snapshots_taken.inc();
+        tracing::info!(
+            applied,
+            first_index = keep_from,
+            took = ?started.elapsed(),
+            "raft log truncated"
+        );
         Ok(())
     }
 

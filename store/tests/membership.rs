@@ -735,19 +735,7 @@ fn etcdctl_member_commands_match_etcd() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let got = run_member_script(&bin, &keel.members[0].endpoint(), &urls);
-    let mismatches: Vec<String> = expected
-        .iter()
-        .zip(got.iter())
-        .filter(|(e, g)| e != g)
-        .map(|(e, g)| format!("=== etcd:\n{e}=== keel:\n{g}"))
-        .collect();
-    assert!(
-        mismatches.is_empty(),
-        "{} of {} member steps differ:\n{}",
-        mismatches.len(),
-        expected.len(),
-        mismatches.join("\n")
-    );
+    common::assert_same_transcripts("member steps", &expected, &got);
     assert_eq!(expected.len(), got.len());
     let all = got.join("");
     for refusal in [

@@ -319,15 +319,8 @@ impl Membership {
     /// and without moving the consistent index (every initial member writes
     /// the same records before its first entry).
     pub fn bootstrap(store: &Store, members: &[Member]) -> Result<()> {
-        let mut txn = store.write();
-        for m in members {
-            txn.put_record(
-                record_key(MEMBER_PREFIX, m.id),
-                m.to_proto().encode_to_vec(),
-            );
-        }
-        txn.end(0)?;
-        Ok(())
+        // On a fresh store there is nothing to replace.
+        Self::replace_all(store, members)
     }
 
     /// Replaces every member and removed-id record in `store` with

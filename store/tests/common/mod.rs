@@ -525,6 +525,13 @@ pub fn same_on_etcd_and_keel_with(
     drop(etcd);
     let keel = Cluster::start_with(1, flags);
     let got = run(&etcdctl, &keel.members[0].endpoint());
+    assert_same_transcripts(what, &expected, &got);
+    Some(got)
+}
+
+/// Asserts that the transcript steps etcd gave (`expected`) and keel gave
+/// (`got`) are the same, step by step, printing every step that differs.
+pub fn assert_same_transcripts(what: &str, expected: &[String], got: &[String]) {
     let mismatches: Vec<String> = expected
         .iter()
         .zip(got.iter())
@@ -538,5 +545,4 @@ pub fn same_on_etcd_and_keel_with(
         expected.len(),
         mismatches.join("\n")
     );
-    Some(got)
 }

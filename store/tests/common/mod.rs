@@ -17,10 +17,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+/// A free TCP port on 127.0.0.1, never the same one twice in a test process.
+///
+/// Ports come from 20000..32000, below Linux's ephemeral range (32768+), so an
+/// outgoing connection cannot take one between the pick and the server's bind;
+/// and a port handed out once is not handed out again, so two servers started
+/// by one test (say etcd, then keel) never get the same port, as the kernel's
+/// `bind(0)` may give after the first one was released.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    // Each process starts somewhere else, so test binaries run one after
+    // another do not walk the same ports.
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id().wrapping_mul(7919)) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {LOW}..{}", LOW + SPAN);
 }
 
 pub struct Member {

@@ -68,6 +68,8 @@ wait_healthy "127.0.0.1:${cport[$down]}"
 echo
 echo "stopped follower: $down; log truncations on $first during 'truncate': $t0 -> $t1"
 echo "$down snapshots received: $(metric "127.0.0.1:${cport[$down]}" etcd_network_snapshot_receive_success)"
-grep -h "raft log truncated\|leader changed" "$work"/*.log | tail -4 | sed 's/\x1b\[[0-9;]*m//g'
+grep -h "raft log truncated" "$work"/*.log | tail -2 | sed 's/\x1b\[[0-9;]*m//g'
+echo "slow Raft readies (longer than 2 heartbeats) and leader changes after the start:"
+grep -h "slow raft ready\|PreCandidate\|Candidate" "$work"/*.log | sort | tail -8 | sed 's/\x1b\[[0-9;]*m//g'
 grep -h "snapshot sent" "$work"/*.log | tail -1 | sed 's/\x1b\[[0-9;]*m//g'
 grep -h "snapshot installed\|image installed" "$work/$down.log" | tail -2 | sed 's/\x1b\[[0-9;]*m//g'

@@ -304,6 +304,21 @@ async fn etcdctl_snapshot_save_then_restore_into_a_new_cluster() {
         String::from_utf8_lossy(&status.stdout)
     );
 
+    // A missing file is named in the error.
+    let missing = src.dir.path().join("no-such-backup.db");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(["snapshot", "status"])
+        .arg(&missing)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&missing.display().to_string()) && err.contains("No such file"),
+        "{err}"
+    );
+
     let mut dst = Cluster::plan(3, &[]);
     dst.token = format!("restored-{}", std::process::id());
     for i in 0..3 {

@@ -133,7 +133,7 @@ fn snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
                 .into_config()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             let summary = keel_store::server::restore(&cfg, &args.file, args.skip_hash_check)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
             eprintln!(
                 "restored snapshot {} (revision {}, {} records) into {}",
                 args.file.display(),
@@ -145,7 +145,7 @@ fn snapshot(cmd: SnapshotCmd) -> anyhow::Result<()> {
         }
         SnapshotCmd::Status { file } => {
             let s = keel_store::backup::verify_backup(&file, false)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             println!(
                 "revision: {}\ncompact revision: {}\nraft index: {}\nrecords: {}\nimage bytes: {}",
                 s.revision, s.compact_revision, s.consistent_index, s.records, s.bytes

@@ -333,6 +333,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         if !self.raw.has_ready() {
             return Ok(());
         }
+        let began = Instant::now();
         let mut ready = self.raw.ready();
         if !ready.messages().is_empty() {
             self.outbox.send(ready.take_messages());
@@ -359,7 +360,9 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             }
         }
         let committed = ready.take_committed_entries();
+        let applying = committed.len();
         self.apply_entries(committed)?;
+        let applied_in = began.elapsed();
 
         let store = self.raw.store().clone();
         let mut wrote = false;
@@ -371,12 +374,14 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             store.set_hard_state(hs)?;
             wrote = true;
         }
+        let mut flushed_in = Duration::ZERO;
         if wrote || ready.must_sync() {
             let started = Instant::now();
             store.flush()?;
+            flushed_in = started.elapsed();
             self.metrics
                 .wal_fsync_seconds
-                .observe(started.elapsed().as_secs_f64());
+                .observe(flushed_in.as_secs_f64());
         }
         if let Some(ss) = ready.ss() {
             let leader = ss.leader_id;
@@ -398,6 +403,18 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         self.raw.advance_apply();
         self.publish_status();
         self.truncate_log()?;
+        let took = began.elapsed();
+        // A Ready that takes longer than a heartbeat delays the heartbeats
+        // (etcd: "leader failed to send out heartbeat on time").
+        if took > self.heartbeat * 2 {
+            tracing::warn!(
+                ?took,
+                apply = ?applied_in,
+                flush = ?flushed_in,
+                entries = applying,
+                "slow raft ready: heartbeats were late"
+            );
+        }
         Ok(())
     }
 

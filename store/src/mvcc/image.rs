@@ -154,18 +154,24 @@ impl Store {
         // A background compaction must not delete what the image brings.
         self.wait_compacted();
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let mut batch = Batch::with_capacity(INSTALL_BATCH);
-        let old: Vec<Vec<u8>> = self
-            .backend
-            .scan(&[], &[])
-            .map(|r| r.map(|(k, _)| k))
-            .collect::<Result<_>>()?;
-        for k in old {
-            batch.delete(k);
-            if batch.len() >= INSTALL_BATCH {
-                self.backend.apply(std::mem::take(&mut batch))?;
+        // The old records go a batch at a time (memory stays bounded
+        // whatever the store's size), each scan starting after the last key
+        // deleted.
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let mut old = Batch::with_capacity(INSTALL_BATCH);
+            let mut last = None;
+            for item in self.backend.scan(&from, &[]).take(INSTALL_BATCH) {
+                let (k, _) = item?;
+                last = Some(k.clone());
+                old.delete(k);
             }
+            let Some(mut last) = last else { break };
+            self.backend.apply(old)?;
+            last.push(0);
+            from = last;
         }
+        let mut batch = Batch::with_capacity(INSTALL_BATCH);
         let summary = read_frames(input, &mut |k, v| {
             batch.put(k, v);
             if batch.len() >= INSTALL_BATCH {

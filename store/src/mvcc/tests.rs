@@ -743,6 +743,14 @@ fn image_round_trip(h: &mut Harness) {
 
     let other = Store::open(Arc::new(MemoryBackend::new())).unwrap();
     put(&other, "stale", "gone after install");
+    // More old records than one install batch: the old content goes in
+    // several steps.
+    let mut t = other.write();
+    for i in 0..25_000 {
+        t.put(format!("stale/{i}").as_bytes(), b"x".to_vec(), 0)
+            .unwrap();
+    }
+    t.end(5).unwrap();
     other.install_image(&mut &img[..]).unwrap();
     let all = |st: &Store, rev: i64| {
         st.range(

@@ -91,36 +91,53 @@ struct Inner {
     deleter: std::sync::Mutex<std::sync::mpsc::Sender<(u64, u64)>>,
 }
 
-/// Entries deleted per batch by the background deleter.
-const DELETE_BATCH: u64 = 1000;
+/// Entries deleted per step by the background deleter.
+const DELETE_STEP: u64 = 100;
+/// The deleter rests this many times as long as each step took.
+const DELETE_REST_FACTOR: u32 = 3;
 
-/// Deletes truncated entries (`[from, to)` ranges) off the Raft thread, in
-/// small batches. Exits when the storage is dropped.
+/// Deletes truncated entries (`[from, to)` ranges) off the Raft thread, a
+/// step of [`DELETE_STEP`] entries at a time, resting between steps.
+/// Exits when the storage is dropped.
+///
+/// Why so gentle: old entries are mostly out of sled's cache, so deleting
+/// them reads them back from disk; one large batch (which takes sled's
+/// database-wide write lock) stalled the Raft thread's applies for seconds
+/// (worst put 2.5-4.5 s in `bench/snapshot-stall.sh`). Single-key removes
+/// take only sled's shared lock, and the rests leave the disk to the
+/// Raft thread.
 fn start_deleter(log: sled::Tree) -> std::sync::mpsc::Sender<(u64, u64)> {
     let (tx, rx) = std::sync::mpsc::channel::<(u64, u64)>();
     let spawned = std::thread::Builder::new()
         .name("raft-log-truncate".into())
         .spawn(move || {
             for (from, to) in rx {
-                let mut at = from;
-                while at < to {
-                    let end = (at + DELETE_BATCH).min(to);
-                    let mut batch = sled::Batch::default();
-                    for index in at..end {
-                        batch.remove(&key(index)[..]);
-                    }
-                    if let Err(e) = log.apply_batch(batch) {
-                        tracing::error!(error = %e, "raft log: deleting truncated entries failed; the next start deletes them");
-                        break;
-                    }
-                    at = end;
+                let began = Instant::now();
+                if let Err(e) = delete_paced(&log, from, to) {
+                    tracing::error!(error = %e, "raft log: deleting truncated entries failed; the next start deletes them");
+                    continue;
                 }
+                tracing::debug!(from, to, took = ?began.elapsed(), "raft log: truncated entries deleted");
             }
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "raft log: no deleter thread; truncated entries stay until the next start");
     }
     tx
+}
+
+fn delete_paced(log: &sled::Tree, from: u64, to: u64) -> sled::Result<()> {
+    let mut at = from;
+    while at < to {
+        let step = Instant::now();
+        let end = (at + DELETE_STEP).min(to);
+        for index in at..end {
+            log.remove(&key(index)[..])?;
+        }
+        at = end;
+        std::thread::sleep(step.elapsed() * DELETE_REST_FACTOR);
+    }
+    Ok(())
 }
 
 /// The in-memory copy of everything but the entries.

@@ -14,6 +14,7 @@
 //! [`backup`] writes and checks the files of `snapshot save` / `restore`.
 
 pub mod apply;
+pub mod authority;
 pub mod backup;
 pub mod bench;
 pub mod concurrency;

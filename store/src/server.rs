@@ -27,6 +27,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::TryStreamExt;
 use keel_proto::etcdserverpb::cluster_server::ClusterServer;
 use keel_proto::etcdserverpb::kv_server::KvServer;
 use keel_proto::etcdserverpb::lease_server::LeaseServer;
@@ -391,8 +392,10 @@ impl Server {
                     .serve_with_incoming_shutdown(
                         // tonic's own tcp_nodelay does not apply to a given listener:
                         // set it on every accepted socket (else Nagle delays replies).
+                        // etcdctl's scheme-bearing :authority is fixed below hyper.
                         tonic::transport::server::TcpIncoming::from(listener)
-                            .with_nodelay(Some(true)),
+                            .with_nodelay(Some(true))
+                            .map_ok(crate::authority::FixAuthority::new),
                         async move {
                             let _ = stop.wait_for(|s| *s).await;
                         },

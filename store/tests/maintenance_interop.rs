@@ -3,8 +3,10 @@
 //! `compaction --physical`) print the same against keel as against a real
 //! etcd 3.4, in every output format that makes sense, including the NOSPACE
 //! alarm and its recovery; and `move-leader` on a 3-member keel cluster.
-//! `endpoint health --cluster` is compared on one member (etcdctl reaches it
-//! through MemberList's client URLs).
+//! `endpoint health|status|hashkv --cluster` are compared on one member
+//! (etcdctl reaches it through MemberList's client URLs; status and hashkv
+//! then send the URL, scheme included, as the HTTP/2 `:authority`: see
+//! `keel_store::authority`).
 
 mod common;
 
@@ -115,7 +117,7 @@ fn normalise(text: &str, endpoint: &str, loose: bool) -> String {
         } else {
             in_table = false;
         }
-        if l.starts_with("EP, ") {
+        if l.starts_with("EP, ") || l.starts_with("http://EP, ") {
             // Simple output of endpoint status (id, size, term, index,
             // applied index) or hashkv (hash).
             let mut fields: Vec<String> = l.split(", ").map(str::to_string).collect();
@@ -239,11 +241,12 @@ fn run_maintenance_script(tool: &Path, endpoint: &str) -> Vec<String> {
         t.step(&["endpoint", "status", "-w", w]);
         t.step(&["endpoint", "health", "-w", w]);
         t.step(&["endpoint", "hashkv", "-w", w]);
-        // The --cluster form finds the endpoints through MemberList. (status
-        // and hashkv --cluster dial each member with a `:authority` holding
-        // the URL's scheme, which the h2 crate refuses: README, "Known
-        // differences".)
+        // The --cluster form finds the endpoints through MemberList; status
+        // and hashkv then dial each member with its URL, scheme included, as
+        // the HTTP/2 `:authority`.
         t.step(&["endpoint", "health", "--cluster", "-w", w]);
+        t.step(&["endpoint", "status", "--cluster", "-w", w]);
+        t.step(&["endpoint", "hashkv", "--cluster", "-w", w]);
     }
     t.step(&["put", "foo", "bar"]);
     t.step(&["put", "foo", "baz"]);
@@ -364,11 +367,30 @@ fn etcdctl_on_three_members_moves_the_leader() {
             ids[leader], ids[target]
         )
     );
-    let (out, _, _) = etcdctl(&tool, &all, &["endpoint", "status"], "");
+    // Endpoints written as URLs: etcdctl sends each as the `:authority`.
+    let urls: Vec<String> = c
+        .endpoints()
+        .iter()
+        .map(|e| format!("http://{e}"))
+        .collect();
+    let (out, err, code) = etcdctl(&tool, &urls.join(","), &["endpoint", "status"], "");
+    assert_eq!(code, 0, "{err}");
     let leaders: Vec<&str> = out.lines().map(|l| l.split(", ").nth(4).unwrap()).collect();
     let mut want = vec!["false"; 3];
     want[target] = "true";
     assert_eq!(leaders, want, "{out}");
+    // --cluster: every member, through the client URLs of MemberList.
+    let (out, err, code) = etcdctl(
+        &tool,
+        &c.members[0].endpoint(),
+        &["endpoint", "hashkv", "--cluster"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    for url in &urls {
+        assert!(out.contains(&format!("{url}, ")), "{url} missing:\n{out}");
+    }
     // Through followers only: etcdctl's own refusal.
     let followers: Vec<String> = (0..3)
         .filter(|i| *i != target)

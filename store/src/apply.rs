@@ -30,7 +30,14 @@
 //! write transaction that records the member list with the entry's index and
 //! no revision; a refused change writes only the index.
 //!
-//! Left out here: auth.
+//! Auth: writes (puts, deletes, txns, lease revokes) are checked again here,
+//! against the auth state at apply time, as the caller in the entry's header
+//! ([`Caller::from_header`]): a put with a lease needs write on every key the
+//! lease holds, a LeaseRevoke write on every key it holds (etcd 3.4's
+//! `checkLeasePuts`), and a caller checked before the last auth change gets
+//! "revision of auth store is old". Auth changes go through
+//! [`AuthStore::apply`] in one write transaction with the entry's index and
+//! no revision; an Authenticate records its token on every member.
 
 use std::sync::Arc;
 
@@ -44,6 +51,7 @@ use keel_proto::mvccpb;
 use keel_proto::peer::{internal_request, InternalRequest};
 use prost::Message as _;
 
+use crate::auth::{self, txn_accesses, Access, AuthStore, Caller};
 use crate::consensus::{ConfChange, ConfChangeKind, StateMachine};
 use crate::error::{Error, Result};
 use crate::lease::Lessor;
@@ -65,10 +73,12 @@ pub enum Response {
     Alarm(AlarmResponse),
     /// A membership change: the member list after it.
     Members(Vec<membership::Member>),
+    /// An auth change or an Authenticate (its token).
+    Auth(auth::Applied),
 }
 
-/// The replicated state machine: MVCC, leases, alarms and the member list
-/// (later: auth).
+/// The replicated state machine: MVCC, leases, alarms, the member list and
+/// the auth state.
 pub struct Applier {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
@@ -76,6 +86,7 @@ pub struct Applier {
     lessor: Arc<Lessor>,
     membership: Arc<Membership>,
     alarms: Arc<Alarms>,
+    auth: Arc<AuthStore>,
     applied: u64,
 }
 
@@ -95,6 +106,7 @@ impl Applier {
             lessor,
             membership,
             alarms: Arc::new(Alarms::default()),
+            auth: Arc::new(AuthStore::default()),
             applied,
         }
     }
@@ -107,6 +119,62 @@ impl Applier {
         self.commit(txn, index)?;
         self.membership.commit(staged);
         Ok(Response::Members(self.membership.members()))
+    }
+
+    /// Keeps users and roles in `auth` (loaded from the store by the caller).
+    pub fn with_auth(mut self, auth: Arc<AuthStore>) -> Applier {
+        self.auth = auth;
+        self
+    }
+
+    /// Checks a write made by `caller` against the auth state now.
+    fn check_write(&self, caller: &Caller, req: &internal_request::Request) -> Result<()> {
+        use internal_request::Request as R;
+        if caller.is_system() || !self.auth.is_enabled() {
+            return Ok(());
+        }
+        let lease_keys = |id: i64| -> Vec<Vec<u8>> {
+            self.lessor
+                .lookup(id, true)
+                .map(|l| l.keys)
+                .unwrap_or_default()
+        };
+        match req {
+            R::Put(p) => {
+                let held = if p.lease != 0 {
+                    lease_keys(p.lease)
+                } else {
+                    Vec::new()
+                };
+                let mut need = crate::kv::put_accesses(p);
+                need.extend(held.iter().map(|k| Access::write(k, &[])));
+                self.auth.check_all(caller, &need)
+            }
+            R::DeleteRange(d) => self.auth.check_all(caller, &crate::kv::delete_accesses(d)),
+            R::Txn(t) => self.auth.check_all(caller, &txn_accesses(t)),
+            R::LeaseRevoke(r) => {
+                let held = lease_keys(r.id);
+                // No keys, nothing to check (etcd 3.4's checkLeasePuts).
+                let need: Vec<Access<'_>> = held.iter().map(|k| Access::write(k, &[])).collect();
+                self.auth.check_all(caller, &need)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies an auth change: its records and the index in one batch, then
+    /// the new state in memory.
+    fn auth_change(
+        &mut self,
+        index: u64,
+        caller: &Caller,
+        req: &internal_request::Request,
+    ) -> Result<Response> {
+        let mut txn = self.store.write();
+        let staged = self.auth.apply(&mut txn, caller, req)?;
+        self.commit(txn, index)?;
+        self.auth.commit(staged);
+        Ok(Response::Auth(auth::Applied::default()))
     }
 
     /// Keeps alarms in `alarms` (loaded from the store by the caller).
@@ -134,11 +202,17 @@ impl Applier {
         Ok(())
     }
 
-    fn apply_request(&mut self, index: u64, req: internal_request::Request) -> Result<Response> {
+    fn apply_request(
+        &mut self,
+        index: u64,
+        caller: &Caller,
+        req: internal_request::Request,
+    ) -> Result<Response> {
         use internal_request::Request as R;
         if let Some(refused) = self.alarms.refuse(&req) {
             return Err(refused);
         }
+        self.check_write(caller, &req)?;
         match req {
             R::Put(p) => {
                 self.metrics.mvcc_put_total.inc();
@@ -195,6 +269,22 @@ impl Applier {
                 },
             ),
             R::Alarm(a) => self.alarm(index, &a),
+            R::Authenticate(a) => {
+                let token = self.auth.authenticate(index, &a)?;
+                self.store.set_consistent_index(index)?;
+                Ok(Response::Auth(auth::Applied { token: Some(token) }))
+            }
+            ref r @ (R::AuthEnable(_)
+            | R::AuthDisable(_)
+            | R::AuthUserAdd(_)
+            | R::AuthUserDelete(_)
+            | R::AuthUserChangePassword(_)
+            | R::AuthUserGrantRole(_)
+            | R::AuthUserRevokeRole(_)
+            | R::AuthRoleAdd(_)
+            | R::AuthRoleDelete(_)
+            | R::AuthRoleGrantPermission(_)
+            | R::AuthRoleRevokePermission(_)) => self.auth_change(index, caller, r),
             _ => Err(Error::InvalidArgument(
                 "etcdserver: this request type is not supported yet".into(),
             )),
@@ -266,8 +356,13 @@ impl StateMachine for Applier {
             }
         };
         let id = req.header.as_ref().map(|h| h.id).unwrap_or(0);
+        let caller = req
+            .header
+            .as_ref()
+            .map(Caller::from_header)
+            .unwrap_or_else(Caller::system);
         let out = match req.request {
-            Some(r) => self.apply_request(index, r),
+            Some(r) => self.apply_request(index, &caller, r),
             None => Err(Error::InvalidArgument("etcdserver: empty request".into())),
         };
         if out.is_err() {
@@ -315,6 +410,7 @@ impl StateMachine for Applier {
         self.lessor.reload(&self.store)?;
         self.membership.reload(&self.store)?;
         self.alarms.reload(&self.store)?;
+        self.auth.reload(&self.store)?;
         self.hub.restored(self.store.current_revision());
         self.applied = self.store.consistent_index();
         tracing::info!(

@@ -13,8 +13,11 @@
 //! (`--auto-compaction-retention`, `--experimental-corrupt-check-time`) are
 //! parsed with Go's `time.ParseDuration` rules ([`parse_go_duration`]).
 //!
-//! Left out here: TLS flags and auth flags are parsed by the issues that
-//! implement them.
+//! The auth flags (`--auth-token`, `--auth-token-ttl`, `--bcrypt-cost`) are
+//! [`crate::auth::AuthFlags`].
+//!
+//! URLs are `http://` or `https://`; the TLS flags (`--cert-file` ...) are
+//! [`crate::tls::TlsFlags`], checked against the URLs here.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -97,6 +100,9 @@ pub struct StoreFlags {
     /// Number of committed transactions to trigger a snapshot to disk (log compaction).
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
+    /// Authentication: token type and TTL, bcrypt cost.
+    #[command(flatten)]
+    pub auth: crate::auth::AuthFlags,
     /// Number of entries kept in the Raft log after a truncation, for slow followers to catch up without a snapshot.
     #[arg(
         long,
@@ -169,6 +175,16 @@ pub struct StoreFlags {
         hide = true
     )]
     pub unsafe_crash_in_snapshot_install: bool,
+    /// TLS on the client and peer ports.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsFlags,
+}
+
+/// A listen URL: the address to bind, and whether it is `https`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub addr: std::net::SocketAddr,
+    pub https: bool,
 }
 
 /// One member of the cluster as configured.
@@ -184,9 +200,9 @@ pub struct MemberConfig {
 pub struct Config {
     pub name: String,
     pub data_dir: PathBuf,
-    pub listen_client: Vec<std::net::SocketAddr>,
+    pub listen_client: Vec<Listen>,
     pub advertise_client_urls: Vec<String>,
-    pub listen_peer: Vec<std::net::SocketAddr>,
+    pub listen_peer: Vec<Listen>,
     pub advertise_peer_urls: Vec<String>,
     pub initial_cluster: Vec<MemberConfig>,
     pub new_cluster: bool,
@@ -198,6 +214,8 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
     pub snapshot_count: u64,
+    /// Auth token TTL and bcrypt cost (see [`crate::auth`]).
+    pub auth: crate::auth::Settings,
     pub snapshot_catchup_entries: u64,
     pub strict_reconfig_check: bool,
     pub watch_progress_notify_interval: Duration,
@@ -213,6 +231,8 @@ pub struct Config {
     pub unsafe_fault_hooks: bool,
     pub unsafe_stale_reads: bool,
     pub unsafe_crash_in_snapshot_install: bool,
+    /// TLS settings of both ports (see [`crate::tls`]).
+    pub tls: crate::tls::Settings,
 }
 
 impl Config {
@@ -316,6 +336,21 @@ impl StoreFlags {
         }
         let member_id = me.id;
         let cluster_id = cluster_id_of(&initial_cluster);
+        let tls = {
+            let listen_client = split_urls("--listen-client-urls", &self.listen_client_urls)?;
+            let listen_peer = split_urls("--listen-peer-urls", &self.listen_peer_urls)?;
+            let cluster_peers: Vec<String> = initial_cluster
+                .iter()
+                .flat_map(|m| m.peer_urls.iter().cloned())
+                .collect();
+            self.tls.into_settings(crate::tls::Urls {
+                listen_client: &listen_client,
+                advertise_client: &advertise_client_urls,
+                listen_peer: &listen_peer,
+                advertise_peer: &advertise_peer_urls,
+                cluster_peers: &cluster_peers,
+            })?
+        };
         let data_dir = self
             .data_dir
             .unwrap_or_else(|| PathBuf::from(format!("{}.keel", self.name)));
@@ -341,6 +376,7 @@ impl StoreFlags {
             } else {
                 self.snapshot_count
             },
+            auth: self.auth.into_settings()?,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
@@ -352,6 +388,7 @@ impl StoreFlags {
             unsafe_fault_hooks: self.unsafe_fault_hooks,
             unsafe_stale_reads: self.unsafe_stale_reads,
             unsafe_crash_in_snapshot_install: self.unsafe_crash_in_snapshot_install,
+            tls,
         })
     }
 }
@@ -533,14 +570,13 @@ fn split_urls(flag: &str, s: &str) -> Result<Vec<String>> {
     Ok(urls)
 }
 
-/// Splits `http://host:port` into (host, port), refusing other schemes and paths.
+/// Splits `http://host:port` or `https://host:port` into (host, port),
+/// refusing other schemes and paths.
 fn url_host_port(flag: &str, u: &str) -> Result<(String, u16)> {
     let rest = if let Some(r) = u.strip_prefix("http://") {
         r
-    } else if u.starts_with("https://") {
-        return Err(Error::Config(format!(
-            "{flag}: {u:?}: https is not supported yet (TLS comes with the security issue)"
-        )));
+    } else if let Some(r) = u.strip_prefix("https://") {
+        r
     } else {
         return Err(Error::Config(format!(
             "{flag}: URL scheme must be http or https: {u}"
@@ -566,7 +602,7 @@ fn url_host_port(flag: &str, u: &str) -> Result<(String, u16)> {
     ))
 }
 
-fn parse_listen_urls(flag: &str, s: &str) -> Result<Vec<std::net::SocketAddr>> {
+fn parse_listen_urls(flag: &str, s: &str) -> Result<Vec<Listen>> {
     let mut out = Vec::new();
     for u in split_urls(flag, s)? {
         let (host, port) = url_host_port(flag, &u)?;
@@ -576,7 +612,10 @@ fn parse_listen_urls(flag: &str, s: &str) -> Result<Vec<std::net::SocketAddr>> {
                 Error::Config(format!("{flag}: expected IP in URL for binding ({u})"))
             })?,
         };
-        out.push(std::net::SocketAddr::new(ip, port));
+        out.push(Listen {
+            addr: std::net::SocketAddr::new(ip, port),
+            https: u.starts_with("https://"),
+        });
     }
     Ok(out)
 }

@@ -87,6 +87,44 @@ pub enum Error {
     Timeout,
     #[error("etcdserver: server stopped")]
     Stopped,
+    // --- Auth (etcd 3.4's rpctypes messages and codes) ---
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    #[error("etcdserver: user name already exists")]
+    UserExists,
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    #[error("etcdserver: role name already exists")]
+    RoleExists,
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
+    /// An auth error that etcd 3.4's Maintenance service passes on untranslated
+    /// (code Unknown, message of its auth package, e.g. "auth: permission
+    /// denied").
+    #[error("{0}")]
+    AuthUntranslated(String),
     /// Any other invalid argument, with etcd's message.
     #[error("{0}")]
     InvalidArgument(String),
@@ -141,7 +179,23 @@ impl Error {
             Error::NotLeader | Error::BadLeaderTransferee => Code::FailedPrecondition,
             Error::NoSpace => Code::ResourceExhausted,
             Error::CorruptCluster => Code::DataLoss,
-            Error::Concurrency(_) => Code::Unknown,
+            Error::Concurrency(_) | Error::AuthUntranslated(_) => Code::Unknown,
+            Error::RootUserNotExist
+            | Error::RootRoleNotExist
+            | Error::UserExists
+            | Error::UserNotFound
+            | Error::RoleExists
+            | Error::RoleNotFound
+            | Error::RoleNotGranted
+            | Error::PermissionNotGranted
+            | Error::AuthNotEnabled => Code::FailedPrecondition,
+            Error::UserEmpty
+            | Error::RoleEmpty
+            | Error::AuthFailed
+            | Error::InvalidAuthMgmt
+            | Error::AuthOldRevision => Code::InvalidArgument,
+            Error::PermissionDenied => Code::PermissionDenied,
+            Error::InvalidAuthToken => Code::Unauthenticated,
             Error::NoLeader | Error::LeaderChanged | Error::Timeout | Error::Stopped => {
                 Code::Unavailable
             }

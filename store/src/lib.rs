@@ -11,9 +11,14 @@
 //! API, alarms, the backend quota, automatic compaction and the corruption
 //! check;
 //! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint;
-//! [`backup`] writes and checks the files of `snapshot save` / `restore`.
+//! [`backup`] writes and checks the files of `snapshot save` / `restore`;
+//! [`auth`] is users, roles, tokens and the one permission check;
+//! [`tls`] is TLS on the client and peer ports.
+//! [`admin`] is keel's own admin API (Raft status for `keelctl inspect`).
 
+pub mod admin;
 pub mod apply;
+pub mod auth;
 pub mod authority;
 pub mod backup;
 pub mod bench;
@@ -31,6 +36,7 @@ pub mod mvcc;
 pub mod raftlog;
 pub mod server;
 pub mod service;
+pub mod tls;
 pub mod transport;
 pub mod watch;
 

@@ -21,13 +21,18 @@
 //!
 //! `<data-dir>/member/snap` holds snapshot images received from the leader
 //! (see [`crate::consensus::snapshot`]).
+//!
+//! TLS ([`crate::tls`]): certificates are loaded (or, with auto-tls, made
+//! under `<data-dir>/fixtures`) when the member opens; `https` listeners
+//! serve behind TLS, and every peer client dials through one
+//! [`crate::tls::Dialer`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use keel_proto::etcdserverpb::auth_server::AuthServer;
 use keel_proto::etcdserverpb::cluster_server::ClusterServer;
 use keel_proto::etcdserverpb::kv_server::KvServer;
 use keel_proto::etcdserverpb::lease_server::LeaseServer;
@@ -44,6 +49,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::apply::Applier;
+use crate::auth::{self, AuthStore};
 use crate::concurrency::service::{ElectionService, LockService};
 use crate::concurrency::Recipes;
 use crate::config::{Config, MemberConfig, MemberId};
@@ -82,6 +88,7 @@ pub struct Server {
     store: Arc<Store>,
     snaps: SnapDir,
     membership: Arc<Membership>,
+    security: crate::tls::Security,
 }
 
 impl Server {
@@ -107,13 +114,14 @@ impl Server {
                 )),
                 other => Error::Sled(other),
             })?;
+        let security = crate::tls::Security::load(&cfg.tls, &cfg.data_dir)?;
         let storage = SledStorage::open(&db)?;
         let meta = db.open_tree("meta")?;
         let store = Arc::new(Store::open(Arc::new(SledBackend::with_db(
             db.clone(),
             db.open_tree("mvcc")?,
         )))?);
-        let remotes = check_identity(&mut cfg, &meta, &storage, &store)?;
+        let remotes = check_identity(&mut cfg, &meta, &storage, &store, &security.dialer)?;
         let snaps = SnapDir::open(dir.join("snap"))?;
         snapshot::recover(&snaps, &storage, |image| {
             store
@@ -146,6 +154,7 @@ impl Server {
             store,
             snaps,
             membership,
+            security,
         })
     }
 
@@ -158,6 +167,7 @@ impl Server {
             store,
             snaps,
             membership,
+            security,
         } = self;
         let metrics = Arc::new(Metrics::new());
         let filter = Arc::new(LinkFilter::default());
@@ -170,12 +180,14 @@ impl Server {
 
         // Bind every listener first, so a port in use fails start-up cleanly.
         let mut client_listeners = Vec::new();
-        for addr in &cfg.listen_client {
-            client_listeners.push(bind(*addr, "client").await?);
+        for l in &cfg.listen_client {
+            let tls = l.https.then(|| security.client.clone()).flatten();
+            client_listeners.push((bind(l.addr, "client").await?, tls));
         }
         let mut peer_listeners = Vec::new();
-        for addr in &cfg.listen_peer {
-            peer_listeners.push(bind(*addr, "peer").await?);
+        for l in &cfg.listen_peer {
+            let tls = l.https.then(|| security.peer.clone()).flatten();
+            peer_listeners.push((bind(l.addr, "peer").await?, tls));
         }
 
         let transport = PeerTransport::start(
@@ -188,6 +200,7 @@ impl Server {
                 metrics: metrics.clone(),
                 membership: membership.clone(),
                 activity: activity.clone(),
+                dialer: security.dialer.clone(),
             },
         );
         // A follower that needs a snapshot gets the metadata at our applied
@@ -239,6 +252,7 @@ impl Server {
         let hub = Hub::new(store.clone());
         let lessor = Arc::new(Lessor::open(&store, min_lease_ttl(&cfg))?);
         let alarms = Arc::new(Alarms::open(&store)?);
+        let auth_store = AuthStore::open(&store, cfg.auth.token_ttl)?;
         let applier = Applier::new(
             store.clone(),
             metrics.clone(),
@@ -246,7 +260,8 @@ impl Server {
             lessor.clone(),
             membership.clone(),
         )
-        .with_alarms(alarms.clone());
+        .with_alarms(alarms.clone())
+        .with_auth(auth_store.clone());
         let driver = Driver::new(
             raw,
             applier,
@@ -287,6 +302,7 @@ impl Server {
         .with_unsafe_stale_reads(cfg.unsafe_stale_reads)
         .with_membership(membership.clone())
         .with_alarms(alarms)
+        .with_auth(auth_store)
         .with_quota(Quota::from_flag(cfg.quota_backend_bytes));
         if let Some(q) = kv.quota() {
             metrics.quota_backend_bytes.set(q.max_bytes() as i64);
@@ -304,15 +320,18 @@ impl Server {
             membership.clone(),
             cfg.election_timeout(),
             cfg.request_timeout(),
-        );
+        )
+        .with_peer_dialer(security.dialer.clone());
         let members = Members::new(
             kv.clone(),
             membership.clone(),
             activity.clone(),
             cfg.strict_reconfig_check,
             cfg.request_timeout(),
-        );
+        )
+        .with_peer_dialer(security.dialer.clone());
         let recipes = Recipes::new(leases.clone(), hub.clone());
+        let auth_api = auth::api::Auth::new(kv.clone(), kv.auth().clone(), cfg.auth.bcrypt_cost);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(leases.clone().run_expiry(stop_rx.clone()));
@@ -335,6 +354,7 @@ impl Server {
                 membership.clone(),
                 every,
                 cfg.request_timeout(),
+                security.dialer.clone(),
                 stop_rx.clone(),
             ));
         }
@@ -342,7 +362,7 @@ impl Server {
         // Client port: gRPC (KV, health) and HTTP/1 (health, version, metrics).
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         let max_recv = cfg.max_request_bytes + GRPC_OVERHEAD_BYTES;
-        for listener in client_listeners {
+        for (listener, tls) in client_listeners {
             let mut builder = tonic::service::Routes::builder();
             builder
                 .add_service(
@@ -367,6 +387,12 @@ impl Server {
                 .add_service(MaintenanceServer::new(MaintenanceService(
                     maintenance.clone(),
                 )))
+                .add_service(AuthServer::new(auth::service::AuthService(
+                    auth_api.clone(),
+                )))
+                .add_service(keel_proto::admin::admin_server::AdminServer::new(
+                    crate::admin::AdminService(kv.clone()),
+                ))
                 .add_service(health_service.clone());
             let routes = builder.routes();
             let mut router = routes.into_axum_router();
@@ -384,27 +410,25 @@ impl Server {
             let routes = tonic::service::Routes::from(router);
             let mut stop = stop_rx.clone();
             tasks.spawn(async move {
-                tonic::transport::Server::builder()
+                let router = tonic::transport::Server::builder()
                     .accept_http1(true)
                     .tcp_nodelay(true)
                     .http2_keepalive_interval(Some(Duration::from_secs(2 * 60 * 60)))
-                    .add_routes(routes)
-                    .serve_with_incoming_shutdown(
-                        // tonic's own tcp_nodelay does not apply to a given listener:
-                        // set it on every accepted socket (else Nagle delays replies).
-                        // etcdctl's scheme-bearing :authority is fixed below hyper.
-                        tonic::transport::server::TcpIncoming::from(listener)
-                            .with_nodelay(Some(true))
-                            .map_ok(crate::authority::FixAuthority::new),
-                        async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        },
-                    )
-                    .await
-                    .map_err(|e| Error::Transport(format!("client listener: {e}")))
+                    .add_routes(routes);
+                crate::tls::serve(
+                    router,
+                    listener,
+                    tls,
+                    crate::tls::Port::Client,
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )
+                .await
+                .map_err(|e| Error::Transport(format!("client listener: {e}")))
             });
         }
-        for listener in peer_listeners {
+        for (listener, tls) in peer_listeners {
             let svc = PeerServer::new(PeerService::new(
                 cfg.cluster_id,
                 cfg.member_id,
@@ -424,23 +448,17 @@ impl Server {
                 MaintenancePeerServer::new(MaintenancePeerService(maintenance.clone()));
             let mut stop = stop_rx.clone();
             tasks.spawn(async move {
-                tonic::transport::Server::builder()
+                let router = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(svc)
                     .add_service(lease_peer)
                     .add_service(membership_peer)
-                    .add_service(maintenance_peer)
-                    .serve_with_incoming_shutdown(
-                        // tonic's own tcp_nodelay does not apply to a given listener:
-                        // set it on every accepted socket (else Nagle delays replies).
-                        tonic::transport::server::TcpIncoming::from(listener)
-                            .with_nodelay(Some(true)),
-                        async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        },
-                    )
-                    .await
-                    .map_err(|e| Error::Transport(format!("peer listener: {e}")))
+                    .add_service(maintenance_peer);
+                crate::tls::serve(router, listener, tls, crate::tls::Port::Peer, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+                .map_err(|e| Error::Transport(format!("peer listener: {e}")))
             });
         }
         // grpc.health.v1: "" is SERVING while the member has a leader.
@@ -597,6 +615,7 @@ fn check_identity(
     meta: &sled::Tree,
     storage: &SledStorage,
     store: &Store,
+    dialer: &crate::tls::Dialer,
 ) -> Result<BTreeMap<MemberId, Vec<String>>> {
     let Some(cluster) = meta.get(META_CLUSTER_ID)? else {
         if !storage.is_empty() {
@@ -608,7 +627,7 @@ fn check_identity(
         return if cfg.new_cluster {
             bootstrap(cfg, meta, storage, store).map(|()| BTreeMap::new())
         } else {
-            join_cluster(cfg, meta, storage)
+            join_cluster(cfg, meta, storage, dialer)
         };
     };
     let cluster = read_u64(&cluster)?;
@@ -678,8 +697,9 @@ fn join_cluster(
     cfg: &mut Config,
     meta: &sled::Tree,
     storage: &SledStorage,
+    dialer: &crate::tls::Dialer,
 ) -> Result<BTreeMap<MemberId, Vec<String>>> {
-    let joined = join::join(cfg)?;
+    let joined = join::join(cfg, dialer)?;
     cfg.cluster_id = joined.cluster_id;
     cfg.member_id = joined.member_id;
     meta.insert(META_CLUSTER_ID, &cfg.cluster_id.to_be_bytes())?;

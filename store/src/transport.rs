@@ -32,15 +32,20 @@
 //! checks it, and steps the Raft message only once the image is durable
 //! (see [`crate::consensus::snapshot`]).
 //!
-//! Left out here: TLS.
+//! TLS: peers are dialled through the member's [`Dialer`] (the peer
+//! certificate as client identity, the peer CA as root); the listener side
+//! is in [`crate::tls::serve`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use keel_proto::peer::membership_peer_client::MembershipPeerClient;
 use keel_proto::peer::peer_client::PeerClient;
 use keel_proto::peer::peer_server::Peer;
-use keel_proto::peer::{RaftBatch, RaftMessage, SendResponse, SnapshotChunk, SnapshotResponse};
+use keel_proto::peer::{
+    MembersRequest, RaftBatch, RaftMessage, SendResponse, SnapshotChunk, SnapshotResponse,
+};
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
 use tokio::sync::mpsc;
@@ -54,6 +59,7 @@ use crate::error::Error;
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
+use crate::tls::Dialer;
 
 /// Bytes of image per snapshot chunk.
 const SNAPSHOT_CHUNK: usize = 1024 * 1024;
@@ -158,6 +164,8 @@ pub struct TransportDeps {
     pub metrics: Arc<Metrics>,
     pub membership: Arc<Membership>,
     pub activity: Arc<Activity>,
+    /// Builds the endpoints of peer URLs (TLS).
+    pub dialer: Dialer,
 }
 
 impl PeerTransport {
@@ -176,6 +184,7 @@ impl PeerTransport {
             metrics,
             membership,
             activity,
+            dialer,
         } = deps;
         let runtime = tokio::runtime::Handle::current();
         let n = node.clone();
@@ -191,6 +200,7 @@ impl PeerTransport {
                 filter: f.clone(),
                 activity: activity.clone(),
                 membership: m.clone(),
+                dialer: dialer.clone(),
             };
             runtime.spawn(peer_loop(link, urls, rx));
         });
@@ -268,6 +278,7 @@ struct Link<O> {
     filter: Arc<LinkFilter>,
     activity: Arc<Activity>,
     membership: Arc<Membership>,
+    dialer: Dialer,
 }
 
 impl<O> Clone for Link<O> {
@@ -282,6 +293,7 @@ impl<O> Clone for Link<O> {
             filter: self.filter.clone(),
             activity: self.activity.clone(),
             membership: self.membership.clone(),
+            dialer: self.dialer.clone(),
         }
     }
 }
@@ -295,6 +307,8 @@ async fn peer_loop<O: Send + 'static>(
     let (cluster_id, me, peer, node) = (link.cluster_id, link.me, link.peer, link.node.clone());
     let mut backoff = Duration::from_millis(50);
     let mut attempt = 0usize;
+    // The last TLS failure logged, so a refusing peer is not logged every second.
+    let mut refused: Option<String> = None;
     loop {
         if link.membership.local_removed() {
             // This member is stopping: no more reconnecting.
@@ -305,7 +319,7 @@ async fn peer_loop<O: Send + 'static>(
         }
         let url = urls[attempt % urls.len()].clone();
         attempt += 1;
-        let endpoint = match tonic::transport::Endpoint::from_shared(url.clone()) {
+        let endpoint = match link.dialer.endpoint(&url) {
             Ok(e) => e
                 .connect_timeout(Duration::from_millis(500))
                 .tcp_nodelay(true)
@@ -316,10 +330,24 @@ async fn peer_loop<O: Send + 'static>(
                 return;
             }
         };
-        let channel = match endpoint.connect().await {
+        let connected = match endpoint.connect().await {
+            Ok(c) => probe(c).await,
+            Err(e) => Err(error_chain(&e)),
+        };
+        let channel = match connected {
             Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(peer = format!("{peer:x}"), %url, error = %e, "peer unreachable");
+            Err(why) => {
+                // A peer that is down is routine (debug); a TLS failure is a
+                // configuration problem: say it once, until it changes.
+                let tls = ["certificate", "tls", "alert"]
+                    .iter()
+                    .any(|w| why.to_ascii_lowercase().contains(w));
+                if tls && refused.as_deref() != Some(why.as_str()) {
+                    tracing::warn!(peer = format!("{peer:x}"), %url, error = %why, "cannot connect to peer: TLS failed");
+                    refused = Some(why);
+                } else if !tls {
+                    tracing::debug!(peer = format!("{peer:x}"), %url, error = %why, "peer unreachable");
+                }
                 node.report_unreachable(peer);
                 if !drain_for(&mut rx, backoff).await {
                     return;
@@ -328,6 +356,7 @@ async fn peer_loop<O: Send + 'static>(
                 continue;
             }
         };
+        refused = None;
         backoff = Duration::from_millis(50);
         link.activity.set(peer, true);
         tracing::info!(peer = format!("{peer:x}"), %url, "peer stream connected");
@@ -385,6 +414,40 @@ async fn peer_loop<O: Send + 'static>(
             return;
         }
     }
+}
+
+/// Proves a new connection with one unary call (`MembershipPeer.Members`,
+/// which every peer port serves) before it counts as up: over TLS 1.3 a peer
+/// refuses a client certificate only after the client's side of the
+/// handshake is done, so `connect` alone succeeds.
+async fn probe(channel: tonic::transport::Channel) -> Result<tonic::transport::Channel, String> {
+    let mut client = MembershipPeerClient::new(channel.clone());
+    match tokio::time::timeout(Duration::from_secs(2), client.members(MembersRequest {})).await {
+        Ok(Ok(_)) => Ok(channel),
+        Ok(Err(status)) => Err(chain_from(
+            status.message().to_string(),
+            std::error::Error::source(&status),
+        )),
+        Err(_) => Err("no answer within 2s".into()),
+    }
+}
+
+/// An error and its sources, `: `-separated.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    chain_from(e.to_string(), e.source())
+}
+
+/// `text`, then each source's text that it does not already hold.
+fn chain_from(mut text: String, mut source: Option<&(dyn std::error::Error + 'static)>) -> String {
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = s.source();
+    }
+    text
 }
 
 /// Streams a snapshot (the Raft message, then the store's image) to the

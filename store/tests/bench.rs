@@ -45,6 +45,30 @@ fn check_report(v: &serde_json::Value, workload: &str, total: u64) {
     assert!(l["p50"].as_f64() <= l["max"].as_f64(), "{v}");
 }
 
+/// `lease-keepalive` on `ep`: every keep-alive answered, and every client's
+/// lease revoked at the end.
+fn check_lease_keepalive(ep: &str) {
+    let v = bench_json(&[
+        "--endpoints",
+        ep,
+        "--conns",
+        "2",
+        "--clients",
+        "5",
+        "lease-keepalive",
+        "--total",
+        "300",
+        "--json",
+    ]);
+    check_report(&v, "lease-keepalive", 300);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let leases = rt.block_on(async {
+        let c = keel_client::Client::new([ep], Default::default()).unwrap();
+        c.lease_leases().await.unwrap().leases
+    });
+    assert!(leases.is_empty(), "leases left behind: {leases:?}");
+}
+
 #[test]
 fn bench_against_real_etcd() {
     let Some(etcd_bin) = require_tool("etcd", "etcd-server") else {
@@ -123,6 +147,8 @@ fn bench_against_real_etcd() {
     ]);
     check_report(&watch, "watch", 400);
     assert_eq!(watch["watch"]["events_missing"], 0, "{watch}");
+
+    check_lease_keepalive(&ep);
 }
 
 #[test]
@@ -197,6 +223,7 @@ fn bench_against_keel() {
         "--json",
     ]);
     check_report(&range, "range", 20);
+    check_lease_keepalive(&ep);
 }
 
 #[test]

@@ -305,9 +305,16 @@ async fn a_slow_reader_blocks_nobody_and_loses_nothing() {
     // A watcher that does not read for a while.
     let mut slow = Raw::open(url.clone()).await;
     slow.create(create("k/", b"k0", 0)).await;
-    assert!(slow.next().await.created);
-    // A fast one beside it.
-    let mut fast = cl.watch("k/", WatchOptions::prefix(b"k/")).await.unwrap();
+    let created = slow.next().await;
+    assert!(created.created);
+    // A fast one beside it, from the same revision on: `Client::watch`
+    // returns before the server created the watch, and a watch "from now"
+    // created after the first puts would miss them.
+    let from = created.header.unwrap().revision + 1;
+    let mut fast = cl
+        .watch("k/", WatchOptions::prefix(b"k/").from_revision(from))
+        .await
+        .unwrap();
     let n = 3000;
     let value = "v".repeat(200);
     let started = std::time::Instant::now();

@@ -219,6 +219,7 @@ pub fn run(cfg: &Config) -> Result<Outcome> {
         dial_timeout: Duration::from_secs(1),
         request_timeout: cfg.op_timeout,
         max_attempts: 1,
+        ..Default::default()
     };
     let mut clients = Vec::new();
     for p in 0..n_clients {

@@ -18,11 +18,11 @@ pub use keel_proto::etcdserverpb::{
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 
+use crate::auth::AuthChannel;
 use crate::{Client, Result};
 
-fn lease_client(ch: Channel) -> LeaseClient<Channel> {
+fn lease_client(ch: AuthChannel) -> LeaseClient<AuthChannel> {
     LeaseClient::new(ch)
 }
 
@@ -130,11 +130,19 @@ impl Drop for KeepAlive {
 async fn run_keep_alive(client: Client, id: i64, tx: mpsc::Sender<KeepAliveEvent>) {
     let mut attempt = 0usize;
     loop {
-        let ch = client.channel_for_attempt(attempt);
         let (req_tx, req_rx) = mpsc::channel(2);
-        let opened = lease_client(ch)
-            .lease_keep_alive(ReceiverStream::new(req_rx))
-            .await;
+        let opened = match client.channel_for_attempt(attempt).await {
+            Ok(ch) => lease_client(ch),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot authenticate for keep-alive");
+                attempt += 1;
+                client.advance(attempt);
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        .lease_keep_alive(ReceiverStream::new(req_rx))
+        .await;
         let mut stream = match opened {
             Ok(s) => s.into_inner(),
             Err(e) => {

@@ -12,12 +12,22 @@
 //!
 //! Leases ([`lease`]): grant, revoke, time-to-live, list, and a background
 //! keep-alive that resumes on another member. Lock and election
-//! ([`concurrency`]): etcd's `Lock` and `Election` services.
+//! ([`concurrency`]): etcd's `Lock` and `Election` services. Membership
+//! ([`cluster`]) and maintenance calls ([`maintenance`]): thin calls of etcd's
+//! `Cluster` and `Maintenance` services, for keelctl.
 //!
-//! Left out for now: auth and TLS (later issues extend this client).
+//! Auth ([`auth`]): user and password, as etcdctl's `--user`
+//! ([`Client::with_user`]); the token rides on every call.
+//!
+//! TLS ([`tls`]): `https://` endpoints, a CA, a client certificate, as
+//! etcdctl's `--cacert`, `--cert`, `--key` (see [`Options::tls`]).
 
+pub mod auth;
+pub mod cluster;
 pub mod concurrency;
 pub mod lease;
+pub mod maintenance;
+pub mod tls;
 pub mod watch;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,7 +41,7 @@ pub use keel_proto::etcdserverpb::{
 };
 pub use keel_proto::mvccpb::KeyValue;
 pub use lease::{KeepAlive, KeepAliveEvent};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 pub use watch::{Event, EventType, WatchMessage, WatchOptions, WatchStream};
 
@@ -42,16 +52,33 @@ pub enum Error {
     InvalidEndpoint(String, String),
     #[error("no endpoints given")]
     NoEndpoints,
+    /// TLS settings that cannot be used (a file missing, a key without its certificate).
+    #[error("tls: {0}")]
+    Tls(String),
     /// The server (or the transport) answered with this status.
     #[error("{}", .0.message())]
     Status(#[from] Status),
+    /// Authenticating the client's user failed (a wrong password, an
+    /// unknown user): etcd's clientv3 fails when it connects, before any call.
+    #[error("{}", .0.message())]
+    Authenticate(Status),
 }
 
 impl Error {
+    /// The error of a failed Authenticate: [`Error::Authenticate`] when the
+    /// server refused the user, else (unreachable, busy) the status.
+    pub(crate) fn of_authenticate(s: Status) -> Error {
+        if unreachable(&s) || server_busy(&s) || broken_connection(&s) {
+            Error::Status(s)
+        } else {
+            Error::Authenticate(s)
+        }
+    }
+
     /// The gRPC status, if the failure came from a call.
     pub fn status(&self) -> Option<&Status> {
         match self {
-            Error::Status(s) => Some(s),
+            Error::Status(s) | Error::Authenticate(s) => Some(s),
             _ => None,
         }
     }
@@ -81,6 +108,9 @@ pub struct Options {
     pub request_timeout: Duration,
     /// How many endpoint attempts one call may make before giving up.
     pub max_attempts: usize,
+    /// TLS: when set, endpoints without a scheme are dialled with TLS
+    /// (`https://` ones always are); see [`tls`].
+    pub tls: Option<tls::TlsOptions>,
 }
 
 impl Default for Options {
@@ -89,6 +119,7 @@ impl Default for Options {
             dial_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(15),
             max_attempts: 8,
+            tls: None,
         }
     }
 }
@@ -100,11 +131,13 @@ pub struct Client {
     channels: Vec<Channel>,
     current: std::sync::Arc<AtomicUsize>,
     opts: Options,
+    auth: auth::AuthState,
 }
 
 impl Client {
-    /// A client for `endpoints` (`host:port` or `http://host:port`). Connections
-    /// are made lazily, so this succeeds even while members are down.
+    /// A client for `endpoints` (`host:port`, `http://host:port` or
+    /// `https://host:port`). Connections are made lazily, so this succeeds even
+    /// while members are down.
     pub fn new<I, S>(endpoints: I, opts: Options) -> Result<Client>
     where
         I: IntoIterator<Item = S>,
@@ -114,13 +147,12 @@ impl Client {
         let mut channels = Vec::new();
         for e in endpoints {
             let e: String = e.into();
-            let url = if e.contains("://") {
-                e.clone()
-            } else {
-                format!("http://{e}")
-            };
-            let ep = Endpoint::from_shared(url.clone())
-                .map_err(|err| Error::InvalidEndpoint(e.clone(), err.to_string()))?
+            let url = tls::endpoint_url(&e, opts.tls.as_ref());
+            let ep = tls::endpoint(&url, opts.tls.as_ref())
+                .map_err(|err| match err {
+                    Error::InvalidEndpoint(_, why) => Error::InvalidEndpoint(e.clone(), why),
+                    other => other,
+                })?
                 .connect_timeout(opts.dial_timeout)
                 .timeout(opts.request_timeout)
                 .tcp_nodelay(true)
@@ -137,6 +169,7 @@ impl Client {
             channels,
             current: std::sync::Arc::new(AtomicUsize::new(0)),
             opts,
+            auth: auth::AuthState::default(),
         })
     }
 
@@ -145,10 +178,21 @@ impl Client {
         &self.endpoints
     }
 
-    /// A raw KV client on the current endpoint, for calls this API lacks.
-    pub fn kv_client(&self) -> KvClient<Channel> {
+    /// A raw KV client on the current endpoint, for calls this API lacks
+    /// (with the token if the client has authenticated).
+    pub fn kv_client(&self) -> KvClient<auth::AuthChannel> {
         let i = self.current.load(Ordering::Relaxed) % self.channels.len();
-        raw_kv(self.channels[i].clone())
+        raw_kv(self.auth.wrap(self.channels[i].clone()))
+    }
+
+    /// The channel of the current endpoint, for calls of services or
+    /// streams this client does not wrap (keelctl's watch and keep-alive
+    /// printers need the servers' whole responses). With a user, it
+    /// authenticates first and the channel carries the token.
+    pub async fn channel(&self) -> Result<auth::AuthChannel> {
+        self.channel_for_attempt(0)
+            .await
+            .map_err(Error::of_authenticate)
     }
 
     /// A client pinned to one endpoint (no failover), e.g. to read one member.
@@ -158,13 +202,20 @@ impl Client {
             channels: vec![self.channels[index].clone()],
             current: std::sync::Arc::new(AtomicUsize::new(0)),
             opts: self.opts.clone(),
+            auth: self.auth.clone(),
         }
     }
 
-    /// The channel of the current endpoint.
-    pub(crate) fn channel_for_attempt(&self, _attempt: usize) -> Channel {
+    /// The channel of the current endpoint, authenticated first when the
+    /// client has a user and no token yet.
+    pub(crate) async fn channel_for_attempt(
+        &self,
+        _attempt: usize,
+    ) -> std::result::Result<auth::AuthChannel, Status> {
         let i = self.current.load(Ordering::Relaxed) % self.channels.len();
-        self.channels[i].clone()
+        let ch = self.channels[i].clone();
+        self.auth.ensure_token(&ch).await?;
+        Ok(self.auth.wrap(ch))
     }
 
     /// Moves on to the next endpoint.
@@ -257,7 +308,7 @@ impl Client {
     /// that it cannot serve right now).
     async fn call<T, F, Fut>(&self, repeatable: bool, f: F) -> Result<T>
     where
-        F: Fn(KvClient<Channel>) -> Fut,
+        F: Fn(KvClient<auth::AuthChannel>) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         self.call_on(repeatable, |ch| f(raw_kv(ch))).await
@@ -266,17 +317,32 @@ impl Client {
     /// Like `call`, for any service on the endpoint's channel.
     pub(crate) async fn call_on<T, F, Fut>(&self, repeatable: bool, f: F) -> Result<T>
     where
-        F: Fn(Channel) -> Fut,
+        F: Fn(auth::AuthChannel) -> Fut,
         Fut: std::future::Future<Output = std::result::Result<tonic::Response<T>, Status>>,
     {
         let n = self.channels.len();
         let mut last = None;
+        let mut refreshed = false;
         for attempt in 0..self.opts.max_attempts.max(1) {
             let i = self.current.load(Ordering::Relaxed) % n;
-            match f(self.channels[i].clone()).await {
+            let ch = self.channels[i].clone();
+            let called = match self.auth.ensure_token(&ch).await {
+                Ok(()) => f(self.auth.wrap(ch)).await,
+                Err(s) => match Error::of_authenticate(s) {
+                    Error::Status(s) => Err(s),
+                    refused => return Err(refused),
+                },
+            };
+            match called {
                 Ok(r) => return Ok(r.into_inner()),
+                Err(s) if !refreshed && self.auth.refresh_on(&s) => {
+                    // A new token, then the same call again (once).
+                    refreshed = true;
+                    last = Some(s);
+                }
                 Err(s) => {
-                    let retry = unreachable(&s) || (repeatable && server_busy(&s));
+                    let retry = unreachable(&s)
+                        || (repeatable && (server_busy(&s) || broken_connection(&s)));
                     if !retry {
                         return Err(Error::Status(s));
                     }
@@ -303,7 +369,7 @@ impl Client {
     }
 }
 
-fn raw_kv(ch: Channel) -> KvClient<Channel> {
+fn raw_kv(ch: auth::AuthChannel) -> KvClient<auth::AuthChannel> {
     KvClient::new(ch)
         .max_decoding_message_size(usize::MAX)
         .max_encoding_message_size(usize::MAX)
@@ -317,6 +383,14 @@ fn unreachable(s: &Status) -> bool {
 fn is_connect_error(s: &Status) -> bool {
     let text = format!("{s:?}").to_lowercase();
     text.contains("connect") || text.contains("connection refused") || text.contains("dns error")
+}
+
+/// The connection failed below gRPC (an HTTP/2 protocol error, e.g. plain
+/// text spoken to a TLS port, then tonic's "transport error" on it). A read is retried, as grpc-go reconnects
+/// until the deadline; a write's fate is unknown, so it is not.
+fn broken_connection(s: &Status) -> bool {
+    (s.code() == Code::Internal && s.message().starts_with("h2 protocol error"))
+        || (s.code() == Code::Unknown && s.message() == "transport error")
 }
 
 /// The member answered but could not serve now (no leader, timeout, stopping).

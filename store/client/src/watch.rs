@@ -129,8 +129,11 @@ async fn run(
     let mut next_rev = opts.start_revision;
     let mut attempt: u64 = 0;
     loop {
-        let channel = client.channel_for_attempt(attempt as usize);
-        match run_once(channel, &key, &opts, &mut next_rev, &tx, &mut ctl).await {
+        let outcome = match client.channel_for_attempt(attempt as usize).await {
+            Ok(channel) => run_once(channel, &key, &opts, &mut next_rev, &tx, &mut ctl).await,
+            Err(_) => Ended::Broken,
+        };
+        match outcome {
             Ended::Done => return,
             Ended::Broken => {
                 attempt += 1;
@@ -145,7 +148,7 @@ async fn run(
 }
 
 async fn run_once(
-    channel: tonic::transport::Channel,
+    channel: crate::auth::AuthChannel,
     key: &[u8],
     opts: &WatchOptions,
     next_rev: &mut i64,

@@ -10,9 +10,9 @@ use clap::{Args, Subcommand, ValueEnum};
 /// `keel bench [global flags] <workload> [workload flags]`.
 #[derive(Args, Debug, Clone)]
 #[command(next_help_heading = "Global options")]
-#[command(after_help = "Not yet: lease-keepalive (it will come with keel's lease service).")]
 pub struct BenchArgs {
-    /// gRPC endpoints, comma separated (host:port or http://host:port).
+    /// gRPC endpoints, comma separated (host:port, http://host:port or https://host:port;
+    /// host:port is dialled with TLS when a TLS flag is given).
     #[arg(
         long,
         global = true,
@@ -39,12 +39,29 @@ pub struct BenchArgs {
     /// How long to wait for each connection to be established.
     #[arg(long, global = true, default_value = "2s", value_parser = parse_duration)]
     pub dial_timeout: Duration,
+    /// Authenticate as `name:password` (etcd's benchmark `--user`; with no
+    /// `:password`, the password is read from the first line of stdin).
+    #[arg(long, global = true)]
+    pub user: Option<String>,
+    /// Verify certificates of TLS-enabled secure servers using this CA bundle.
+    #[arg(long, global = true)]
+    pub cacert: Option<PathBuf>,
+    /// Identify secure client using this TLS certificate file.
+    #[arg(long, global = true)]
+    pub cert: Option<PathBuf>,
+    /// Identify secure client using this TLS key file.
+    // Its own id: `range` has a KEY argument.
+    #[arg(long = "key", id = "tls_key", value_name = "KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// Accept any server certificate (servers started with --auto-tls).
+    #[arg(long, global = true)]
+    pub insecure_skip_tls_verify: bool,
     /// The workload.
     #[command(subcommand)]
     pub cmd: BenchCmd,
 }
 
-/// The workloads (`lease-keepalive` is not yet here).
+/// The workloads.
 #[derive(Subcommand, Debug, Clone)]
 pub enum BenchCmd {
     /// Put keys: random or sequential within a key space.
@@ -60,6 +77,31 @@ pub enum BenchCmd {
     Watch(WatchArgs),
     /// Watchers on one key, puts to it at --put-rate: the delivery latency of each event.
     WatchLatency(WatchLatencyArgs),
+    /// Lease keep-alives: each client grants a lease, then sends keep-alives on
+    /// its own LeaseKeepAlive stream, one in flight, and times each answer.
+    LeaseKeepalive(LeaseKeepaliveArgs),
+}
+
+impl BenchArgs {
+    /// The TLS options of `--cacert`, `--cert`, `--key` and
+    /// `--insecure-skip-tls-verify`, if any is given.
+    pub fn tls(&self) -> anyhow::Result<Option<keel_client::tls::TlsOptions>> {
+        if self.cacert.is_none()
+            && self.cert.is_none()
+            && self.tls_key.is_none()
+            && !self.insecure_skip_tls_verify
+        {
+            return Ok(None);
+        }
+        let tls = keel_client::tls::TlsOptions::from_files(
+            self.cacert.as_deref(),
+            self.cert.as_deref(),
+            self.tls_key.as_deref(),
+        )?;
+        Ok(Some(
+            tls.with_insecure_skip_verify(self.insecure_skip_tls_verify),
+        ))
+    }
 }
 
 impl BenchCmd {
@@ -72,6 +114,7 @@ impl BenchCmd {
             BenchCmd::Fsync(_) => "fsync",
             BenchCmd::Watch(_) => "watch",
             BenchCmd::WatchLatency(_) => "watch-latency",
+            BenchCmd::LeaseKeepalive(_) => "lease-keepalive",
         }
     }
 }
@@ -158,6 +201,17 @@ pub struct TxnPutArgs {
     /// Maximum transactions per second (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+}
+
+/// Flags of `lease-keepalive`.
+#[derive(Args, Debug, Clone, serde::Serialize)]
+pub struct LeaseKeepaliveArgs {
+    /// Total number of keep-alive requests.
+    #[arg(long, default_value_t = 10000)]
+    pub total: u64,
+    /// TTL in seconds of each client's lease (revoked at the end).
+    #[arg(long, default_value_t = 100)]
+    pub ttl: i64,
 }
 
 /// Flags of `fsync`.
@@ -311,6 +365,26 @@ mod tests {
     }
 
     #[test]
+    fn tls_flags_beside_range_key() {
+        let b = parse(&[
+            "--cacert", "ca.pem", "--cert", "c.pem", "--key", "k.pem", "range", "foo",
+        ]);
+        assert_eq!(b.cacert, Some(PathBuf::from("ca.pem")));
+        assert_eq!(b.cert, Some(PathBuf::from("c.pem")));
+        assert_eq!(b.tls_key, Some(PathBuf::from("k.pem")));
+        let BenchCmd::Range(r) = &b.cmd else {
+            panic!("{:?}", b.cmd)
+        };
+        assert_eq!(r.key, "foo");
+        // Missing files are reported when the options are read.
+        let e = b.tls().unwrap_err().to_string();
+        assert!(e.contains("ca.pem"), "{e}");
+        assert!(parse(&["range", "foo"]).tls().unwrap().is_none());
+        let skip = parse(&["--insecure-skip-tls-verify", "range", "foo"]);
+        assert!(skip.tls().unwrap().unwrap().insecure_skip_verify);
+    }
+
+    #[test]
     fn global_flags_before_the_subcommand() {
         let b = parse(&[
             "--endpoints",
@@ -408,10 +482,11 @@ mod tests {
             Top::try_parse_from(["keel", "bench"]).is_err(),
             "a workload is required"
         );
-        assert!(
-            Top::try_parse_from(["keel", "bench", "lease-keepalive"]).is_err(),
-            "not yet"
-        );
+        let BenchCmd::LeaseKeepalive(l) = parse(&["lease-keepalive", "--total", "500"]).cmd else {
+            panic!()
+        };
+        assert_eq!((l.total, l.ttl), (500, 100));
+        assert!(Top::try_parse_from(["keel", "bench", "lease-keepalive", "--rate", "5"]).is_err());
     }
 
     #[test]

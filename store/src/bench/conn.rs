@@ -2,37 +2,99 @@
 //! endpoints dealt to them round-robin, and `--target-leader`'s search for the
 //! leader: Maintenance.Status first, then `etcd_server_is_leader 1` in the
 //! endpoint's `/metrics` (plain HTTP on the client URL) for servers without it.
+//! TLS (`--cacert`, `--cert`, `--key`) is keel-client's ([`keel_client::tls`]).
+//!
+//! With `--user`, the run authenticates once and every channel adds the
+//! token to each request ([`Token`]).
 
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use keel_client::tls::TlsOptions;
+use keel_proto::etcdserverpb::auth_client::AuthClient;
 use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use keel_proto::etcdserverpb::AuthenticateRequest;
 use keel_proto::etcdserverpb::StatusRequest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
+use tonic::transport::Channel;
 
-/// `127.0.0.1:2379` or `http://127.0.0.1:2379` as a URL tonic dials.
-pub fn endpoint_url(e: &str) -> anyhow::Result<String> {
-    let e = e.trim().trim_end_matches('/');
-    if e.starts_with("https://") {
-        bail!("{e}: TLS endpoints are not supported by keel bench yet");
+/// A channel of the run: adds the token, if any, to every request.
+pub type BenchChannel = InterceptedService<Channel, Token>;
+
+/// The run's auth token (none without `--user`).
+#[derive(Clone, Default)]
+pub struct Token(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Token {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("token", t.clone());
+        }
+        Ok(req)
     }
-    let url = if e.starts_with("http://") {
-        e.to_string()
-    } else {
-        format!("http://{e}")
-    };
+}
+
+impl Token {
+    /// Authenticates `user` (`name:password`, or `name` and a password on
+    /// stdin) at `url`; no user, no token.
+    pub async fn for_user(user: Option<&str>, url: &str, how: &Dial) -> anyhow::Result<Token> {
+        let Some(user) = user else {
+            return Ok(Token::default());
+        };
+        let (name, password) = match user.split_once(':') {
+            Some((n, p)) => (n.to_string(), p.to_string()),
+            None => {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .context("reading the password from stdin")?;
+                (
+                    user.to_string(),
+                    line.trim_end_matches(['\r', '\n']).to_string(),
+                )
+            }
+        };
+        let resp = AuthClient::new(dial(url, how).await?)
+            .authenticate(AuthenticateRequest {
+                name: name.clone(),
+                password,
+            })
+            .await
+            .map_err(|s| anyhow::anyhow!("authenticating as {name}: {}", s.message()))?;
+        let token = MetadataValue::try_from(resp.into_inner().token)
+            .context("the server's token is not ASCII")?;
+        Ok(Token(Some(token)))
+    }
+}
+
+/// How to dial: the connect timeout and TLS.
+#[derive(Debug, Clone)]
+pub struct Dial {
+    pub timeout: Duration,
+    pub tls: Option<TlsOptions>,
+}
+
+/// `127.0.0.1:2379`, `http://127.0.0.1:2379` or `https://127.0.0.1:2379` as a
+/// URL tonic dials (a bare address is https when TLS options are given).
+pub fn endpoint_url(e: &str, tls: Option<&TlsOptions>) -> anyhow::Result<String> {
+    let url = keel_client::tls::endpoint_url(e, tls);
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        bail!("invalid endpoint {e:?}: the scheme must be http or https");
+    }
     url.parse::<tonic::codegen::http::Uri>()
         .with_context(|| format!("invalid endpoint {e:?}"))?;
     Ok(url)
 }
 
 /// Opens one channel to `url`.
-pub async fn dial(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
-    Endpoint::from_shared(url.to_string())
+pub async fn dial(url: &str, how: &Dial) -> anyhow::Result<Channel> {
+    keel_client::tls::endpoint(url, how.tls.as_ref())
         .with_context(|| format!("invalid endpoint {url}"))?
         .tcp_nodelay(true)
-        .connect_timeout(timeout)
+        .connect_timeout(how.timeout)
         .connect()
         .await
         .with_context(|| format!("connecting to {url}"))
@@ -42,20 +104,22 @@ pub async fn dial(url: &str, timeout: Duration) -> anyhow::Result<Channel> {
 pub async fn connect(
     urls: &[String],
     conns: usize,
-    timeout: Duration,
-) -> anyhow::Result<Vec<Channel>> {
+    how: &Dial,
+    token: &Token,
+) -> anyhow::Result<Vec<BenchChannel>> {
     anyhow::ensure!(!urls.is_empty(), "no endpoints");
     let mut channels = Vec::with_capacity(conns.max(1));
     for i in 0..conns.max(1) {
-        channels.push(dial(&urls[i % urls.len()], timeout).await?);
+        let ch = dial(&urls[i % urls.len()], how).await?;
+        channels.push(InterceptedService::new(ch, token.clone()));
     }
     Ok(channels)
 }
 
 /// The leader among `urls`, or `None` when no endpoint says which it is.
-pub async fn find_leader(urls: &[String], timeout: Duration) -> Option<String> {
+pub async fn find_leader(urls: &[String], how: &Dial) -> Option<String> {
     for url in urls {
-        match is_leader(url, timeout).await {
+        match is_leader(url, how).await {
             Ok(true) => return Some(url.clone()),
             Ok(false) => {}
             Err(e) => tracing::warn!("--target-leader: asking {url}: {e:#}"),
@@ -65,8 +129,8 @@ pub async fn find_leader(urls: &[String], timeout: Duration) -> Option<String> {
 }
 
 /// Whether the member at `url` is the leader.
-async fn is_leader(url: &str, timeout: Duration) -> anyhow::Result<bool> {
-    let channel = dial(url, timeout).await?;
+async fn is_leader(url: &str, how: &Dial) -> anyhow::Result<bool> {
+    let channel = dial(url, how).await?;
     match MaintenanceClient::new(channel)
         .status(StatusRequest {})
         .await
@@ -78,7 +142,10 @@ async fn is_leader(url: &str, timeout: Duration) -> anyhow::Result<bool> {
         }
         Err(status) => {
             tracing::debug!("{url}: Maintenance.Status: {status}; trying /metrics");
-            let metrics = http_get(url, "/metrics", timeout).await?;
+            if url.starts_with("https://") {
+                bail!("{url}: Maintenance.Status: {status}");
+            }
+            let metrics = http_get(url, "/metrics", how.timeout).await?;
             Ok(metrics_say_leader(&metrics))
         }
     }
@@ -120,14 +187,20 @@ mod tests {
     #[test]
     fn endpoints_become_urls() {
         assert_eq!(
-            endpoint_url("127.0.0.1:2379").unwrap(),
+            endpoint_url("127.0.0.1:2379", None).unwrap(),
             "http://127.0.0.1:2379"
         );
         assert_eq!(
-            endpoint_url("http://localhost:2379/").unwrap(),
+            endpoint_url("http://localhost:2379/", None).unwrap(),
             "http://localhost:2379"
         );
-        assert!(endpoint_url("https://x:1").is_err());
+        let tls = TlsOptions::default();
+        assert_eq!(
+            endpoint_url("127.0.0.1:2379", Some(&tls)).unwrap(),
+            "https://127.0.0.1:2379"
+        );
+        assert_eq!(endpoint_url("https://x:1", None).unwrap(), "https://x:1");
+        assert!(endpoint_url("ftp://x:1", None).is_err());
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! leader; [`keys`] makes keys and values; [`limiter`] paces `--rate`; [`run`]
 //! drives request workloads, which [`workloads`] defines; [`watch`] drives the
 //! stream workloads `watch` and `watch-latency` (its puts through [`run`]);
+//! `lease-keepalive` is a request workload whose clients each hold a stream;
 //! [`fsync`] measures the disk; [`report`] summarises and prints.
-//! `lease-keepalive` is not yet here.
 
 pub mod args;
 pub mod conn;
@@ -70,20 +70,25 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
     }
     ensure!(args.conns >= 1, "--conns must be at least 1");
     ensure!(args.clients >= 1, "--clients must be at least 1");
+    let dial = conn::Dial {
+        timeout: args.dial_timeout,
+        tls: args.tls()?,
+    };
     let mut urls = args
         .endpoints
         .iter()
-        .map(|e| conn::endpoint_url(e))
+        .map(|e| conn::endpoint_url(e, dial.tls.as_ref()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if args.target_leader {
-        match conn::find_leader(&urls, args.dial_timeout).await {
+        match conn::find_leader(&urls, &dial).await {
             Some(leader) => urls = vec![leader],
             None => {
                 tracing::warn!("--target-leader: no endpoint says it leads; using every endpoint")
             }
         }
     }
-    let channels = conn::connect(&urls, args.conns, args.dial_timeout).await?;
+    let token = conn::Token::for_user(args.user.as_deref(), &urls[0], &dial).await?;
+    let channels = conn::connect(&urls, args.conns, &dial, &token).await?;
     let meta = RunMeta {
         endpoints: urls,
         conns: channels.len(),
@@ -139,17 +144,22 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
             (o, serde_json::to_value(t)?, None)
         }
         BenchCmd::Watch(w) => {
-            let put_channels = put_channels(w, &channels, &meta.endpoints, args).await?;
+            let put_channels = put_channels(w, &channels, &meta.endpoints, args, &token).await?;
             let bar = progress_bar(w.put_total, show);
             let (o, stats) = watch::run(w, &channels, &put_channels, args.clients, bar).await?;
             (o, serde_json::to_value(w)?, Some(stats))
         }
         BenchCmd::WatchLatency(l) => {
             let w = WatchArgs::from(l);
-            let put_channels = put_channels(&w, &channels, &meta.endpoints, args).await?;
+            let put_channels = put_channels(&w, &channels, &meta.endpoints, args, &token).await?;
             let bar = progress_bar(w.put_total, show);
             let (o, stats) = watch::run(&w, &channels, &put_channels, 1, bar).await?;
             (o, serde_json::to_value(l)?, Some(stats))
+        }
+        BenchCmd::LeaseKeepalive(l) => {
+            let w = Arc::new(workloads::LeaseKeepalive::new(l));
+            let o = drive(w, &channels, plan(l.total, 0), progress_bar(l.total, show)).await;
+            (o, serde_json::to_value(l)?, None)
         }
         BenchCmd::Fsync(_) => unreachable!("handled above"),
     };
@@ -162,14 +172,19 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
 /// one more connection (etcd's tool puts over a connection of its own).
 async fn put_channels(
     w: &WatchArgs,
-    streams: &[tonic::transport::Channel],
+    streams: &[conn::BenchChannel],
     urls: &[String],
     args: &BenchArgs,
-) -> anyhow::Result<Vec<tonic::transport::Channel>> {
+    token: &conn::Token,
+) -> anyhow::Result<Vec<conn::BenchChannel>> {
     if w.shared_conns {
         Ok(streams.to_vec())
     } else {
-        conn::connect(urls, 1, args.dial_timeout).await
+        let dial = conn::Dial {
+            timeout: args.dial_timeout,
+            tls: args.tls()?,
+        };
+        conn::connect(urls, 1, &dial, token).await
     }
 }
 

@@ -4,10 +4,12 @@
 //! `--rate` limiter; every client records its latencies in its own HDR
 //! histogram (microseconds) and errors by gRPC code, merged at the end.
 //!
-//! A request workload only says how to send request `i` ([`Workload`]). Stream
-//! workloads still to come (`watch`, `watch-latency`, `lease-keepalive`) will have
-//! drivers of their own beside this one and report through the same
-//! [`Outcome`](super::report::Outcome).
+//! A request workload says how to send request `i` ([`Workload`]), and may set
+//! each client up before the clock starts (every client is set up before any
+//! sends) and clean up after it stops; the run's time is from the first client's
+//! start to the last one's end. The stream workloads (`watch`,
+//! `watch-latency`) have a driver of their own (`super::watch`) and report
+//! through the same [`Outcome`](super::report::Outcome).
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -15,12 +17,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::conn::BenchChannel as Channel;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 use tonic::Status;
 
 use super::limiter::Limiter;
@@ -29,26 +31,41 @@ use super::report::Outcome;
 /// Largest response a client accepts (etcd's client allows 2 GiB).
 const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 
-/// One requester: its KV stub (on a shared channel) and its own random numbers.
+/// One requester: its KV stub (on a shared channel), its own random numbers,
+/// and whatever per-client state its workload prepared.
 pub struct Client {
     pub kv: KvClient<Channel>,
     pub rng: StdRng,
+    pub channel: Channel,
+    /// `lease-keepalive`: this client's lease and keep-alive stream.
+    pub keepalive: Option<super::workloads::KeepAliveStream>,
 }
 
 impl Client {
     /// A client on `channel`.
     pub fn new(channel: Channel) -> Client {
         Client {
-            kv: KvClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
+            kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
             rng: StdRng::from_entropy(),
+            channel,
+            keepalive: None,
         }
     }
 }
 
 /// A request workload: how to send request number `i` of the run.
 pub trait Workload: Send + Sync + 'static {
+    /// Sets `client` up before the clock starts (every client is prepared
+    /// before any sends its first request).
+    fn prepare(&self, _client: &mut Client) -> impl Future<Output = Result<(), Status>> + Send {
+        async { Ok(()) }
+    }
     /// Sends request `i` with `client` and waits for its answer.
     fn call(&self, client: &mut Client, i: u64) -> impl Future<Output = Result<(), Status>> + Send;
+    /// Cleans up after the clock stopped.
+    fn finish(&self, _client: &mut Client) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// How many requests, from how many clients, how fast.
@@ -69,18 +86,30 @@ pub async fn drive<W: Workload>(
     let next = Arc::new(AtomicU64::new(0));
     let limiter = plan.limiter.map(Arc::new);
     let total = plan.total;
-    let start = Instant::now();
+    let clients = plan.clients.max(1);
+    let ready = Arc::new(tokio::sync::Barrier::new(clients));
     let mut tasks = JoinSet::new();
-    for c in 0..plan.clients.max(1) {
+    for c in 0..clients {
         let mut client = Client::new(channels[c % channels.len()].clone());
-        let (workload, next, limiter, progress) = (
+        let (workload, next, limiter, progress, ready) = (
             workload.clone(),
             next.clone(),
             limiter.clone(),
             progress.clone(),
+            ready.clone(),
         );
         tasks.spawn(async move {
             let mut out = Outcome::new();
+            let prepared = workload.prepare(&mut client).await;
+            ready.wait().await;
+            let began = Instant::now();
+            if let Err(status) = prepared {
+                tracing::error!(%status, "a bench client could not be set up");
+                *out.errors
+                    .entry(format!("{:?}", status.code()))
+                    .or_default() += 1;
+                return (out, began);
+            }
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= total {
@@ -101,17 +130,30 @@ pub async fn drive<W: Workload>(
                 }
                 progress.inc(1);
             }
-            out
+            let ended = Instant::now();
+            workload.finish(&mut client).await;
+            out.elapsed = ended - began;
+            (out, began)
         });
     }
     let mut outcome = Outcome::new();
+    let mut start: Option<Instant> = None;
+    let mut end: Option<Instant> = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok(o) => outcome.merge(&o),
+            Ok((o, began)) => {
+                outcome.merge(&o);
+                start = Some(start.map_or(began, |s| s.min(began)));
+                let ended = began + o.elapsed;
+                end = Some(end.map_or(ended, |e| e.max(ended)));
+            }
             Err(e) => tracing::error!("a bench client failed: {e}"),
         }
     }
-    outcome.elapsed = start.elapsed();
+    outcome.elapsed = match (start, end) {
+        (Some(s), Some(e)) => e - s,
+        _ => Duration::ZERO,
+    };
     progress.finish_and_clear();
     outcome
 }

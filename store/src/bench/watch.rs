@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::conn::BenchChannel as Channel;
 use anyhow::{anyhow, ensure};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
@@ -42,7 +43,6 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch as signal};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::Status;
 
 use super::args::WatchArgs;

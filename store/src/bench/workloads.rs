@@ -1,19 +1,22 @@
-//! The request workloads `put`, `range` and `txn-put`, each sending requests as
-//! etcd's benchmark tool does, and `put --compact-interval`'s compactor.
+//! The request workloads `put`, `range`, `txn-put` and `lease-keepalive`, each
+//! sending requests as etcd's benchmark tool does, and `put
+//! --compact-interval`'s compactor.
 
 use std::future::Future;
 use std::time::Duration;
 
+use super::conn::BenchChannel as Channel;
 use keel_proto::etcdserverpb::kv_client::KvClient;
+use keel_proto::etcdserverpb::lease_client::LeaseClient;
 use keel_proto::etcdserverpb::{
-    request_op, CompactionRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    request_op, CompactionRequest, LeaseGrantRequest, LeaseKeepAliveRequest,
+    LeaseKeepAliveResponse, LeaseRevokeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest,
 };
 use rand::SeedableRng;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 use tonic::Status;
 
-use super::args::{Consistency, PutArgs, RangeArgs, TxnPutArgs};
+use super::args::{Consistency, LeaseKeepaliveArgs, PutArgs, RangeArgs, TxnPutArgs};
 use super::keys::{random_bytes, KeyGen};
 use super::run::{Client, Workload};
 
@@ -111,6 +114,85 @@ impl Workload for TxnPut {
     fn call(&self, c: &mut Client, i: u64) -> impl Future<Output = Result<(), Status>> + Send {
         let req = self.request(i);
         async move { c.kv.txn(req).await.map(|_| ()) }
+    }
+}
+
+/// One client's lease and its LeaseKeepAlive stream.
+pub struct KeepAliveStream {
+    id: i64,
+    requests: tokio::sync::mpsc::Sender<LeaseKeepAliveRequest>,
+    responses: tonic::Streaming<LeaseKeepAliveResponse>,
+}
+
+/// `lease-keepalive`: as etcd's tool, each client grants a lease (untimed),
+/// then sends a keep-alive on its own stream and waits for the answer, one in
+/// flight; a keep-alive answered with TTL 0 (the lease is gone) is an error.
+pub struct LeaseKeepalive {
+    ttl: i64,
+}
+
+impl LeaseKeepalive {
+    /// The workload of `args`.
+    pub fn new(args: &LeaseKeepaliveArgs) -> LeaseKeepalive {
+        LeaseKeepalive { ttl: args.ttl }
+    }
+}
+
+impl Workload for LeaseKeepalive {
+    fn prepare(&self, c: &mut Client) -> impl Future<Output = Result<(), Status>> + Send {
+        let mut lease = LeaseClient::new(c.channel.clone());
+        let ttl = self.ttl;
+        async move {
+            let id = lease
+                .lease_grant(LeaseGrantRequest { ttl, id: 0 })
+                .await?
+                .into_inner()
+                .id;
+            // A first keep-alive goes before the call is awaited: a Go gRPC
+            // server (etcd) sends its response headers with the first answer.
+            let (requests, rx) = tokio::sync::mpsc::channel(1);
+            requests
+                .send(LeaseKeepAliveRequest { id })
+                .await
+                .map_err(|_| Status::unavailable("keep-alive stream closed"))?;
+            let mut responses = lease
+                .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await?
+                .into_inner();
+            responses.message().await?;
+            c.keepalive = Some(KeepAliveStream {
+                id,
+                requests,
+                responses,
+            });
+            Ok(())
+        }
+    }
+
+    async fn call(&self, c: &mut Client, _i: u64) -> Result<(), Status> {
+        let ka = c
+            .keepalive
+            .as_mut()
+            .ok_or_else(|| Status::failed_precondition("no lease"))?;
+        ka.requests
+            .send(LeaseKeepAliveRequest { id: ka.id })
+            .await
+            .map_err(|_| Status::unavailable("keep-alive stream closed"))?;
+        match ka.responses.message().await? {
+            Some(r) if r.ttl > 0 => Ok(()),
+            Some(_) => Err(Status::not_found("lease expired")),
+            None => Err(Status::unavailable("keep-alive stream ended")),
+        }
+    }
+
+    fn finish(&self, c: &mut Client) -> impl Future<Output = ()> + Send {
+        let ka = c.keepalive.take();
+        let mut lease = LeaseClient::new(c.channel.clone());
+        async move {
+            if let Some(ka) = ka {
+                let _ = lease.lease_revoke(LeaseRevokeRequest { id: ka.id }).await;
+            }
+        }
     }
 }
 

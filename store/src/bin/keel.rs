@@ -35,6 +35,9 @@ enum Cmd {
     /// new cluster from a file `etcdctl snapshot save` wrote from keel.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// A small CA for trying TLS out: `keel cert ca`, then `keel cert issue NAME`.
+    #[command(subcommand)]
+    Cert(keel_store::tls::certs::CertCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +70,11 @@ fn main() -> anyhow::Result<()> {
     let (flags, default_dir) = match cli.cmd {
         Cmd::Bench(args) => return keel_store::bench::run(args),
         Cmd::Snapshot(cmd) => return snapshot(cmd),
+        Cmd::Cert(cmd) => {
+            let done = cmd.run().map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("{done}");
+            return Ok(());
+        }
         Cmd::Server(f) => (f, Some("keel-data")),
         Cmd::Store(f) => (f, None),
     };
@@ -97,7 +105,7 @@ fn main() -> anyhow::Result<()> {
 fn parse_with_config_file(argv: Vec<OsString>) -> anyhow::Result<Cli> {
     let matches = Cli::command().get_matches_from(argv.clone());
     let (name, sub) = matches.subcommand().context("a subcommand is required")?;
-    if name == "bench" || name == "snapshot" {
+    if name == "bench" || name == "snapshot" || name == "cert" {
         return Cli::from_arg_matches(&matches).map_err(|e| e.exit());
     }
     let Some(path) = sub.get_one::<std::path::PathBuf>("config_file").cloned() else {

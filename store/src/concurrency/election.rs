@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::{contender_key, prefix_end, prefix_of, Guard, Recipes};
 use crate::apply::to_pb;
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::mvcc::EventKind;
 
@@ -65,7 +66,7 @@ impl Recipes {
                 })),
             }],
         };
-        let resp = self.kv.txn(txn).await?;
+        let resp = self.kv.txn(&Caller::system(), txn).await?;
         let header = resp.header;
         let mut rev = header.as_ref().map(|h| h.revision).unwrap_or(0);
         let guard = Guard::new({
@@ -107,11 +108,14 @@ impl Recipes {
     ) -> Result<ProclaimResponse> {
         let resp = self
             .kv
-            .txn(TxnRequest {
-                compare: vec![create_rev_is(key, rev)],
-                success: vec![put_op(key, value, lease)],
-                failure: vec![],
-            })
+            .txn(
+                &Caller::system(),
+                TxnRequest {
+                    compare: vec![create_rev_is(key, rev)],
+                    success: vec![put_op(key, value, lease)],
+                    failure: vec![],
+                },
+            )
             .await?;
         if !resp.succeeded {
             return Err(not_leader());
@@ -143,18 +147,21 @@ impl Recipes {
         let l = r.leader.ok_or_else(missing_leader_key)?;
         let resp = self
             .kv
-            .txn(TxnRequest {
-                compare: vec![create_rev_is(&l.key, l.rev)],
-                success: vec![RequestOp {
-                    request: Some(request_op::Request::RequestDeleteRange(
-                        DeleteRangeRequest {
-                            key: l.key.clone(),
-                            ..Default::default()
-                        },
-                    )),
-                }],
-                failure: vec![],
-            })
+            .txn(
+                &Caller::system(),
+                TxnRequest {
+                    compare: vec![create_rev_is(&l.key, l.rev)],
+                    success: vec![RequestOp {
+                        request: Some(request_op::Request::RequestDeleteRange(
+                            DeleteRangeRequest {
+                                key: l.key.clone(),
+                                ..Default::default()
+                            },
+                        )),
+                    }],
+                    failure: vec![],
+                },
+            )
             .await?;
         Ok(ResignResponse {
             header: resp.header,

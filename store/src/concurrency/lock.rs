@@ -7,6 +7,7 @@ use keel_proto::etcdserverpb::{
 use keel_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 
 use super::{contender_key, edge_request, prefix_of, Guard, Recipes};
+use crate::auth::Caller;
 use crate::error::Result;
 
 impl Recipes {
@@ -49,7 +50,7 @@ impl Recipes {
                 owner,
             ],
         };
-        let resp = self.kv.txn(txn).await?;
+        let resp = self.kv.txn(&Caller::system(), txn).await?;
         let header = resp.header;
         let mut my_rev = header.as_ref().map(|h| h.revision).unwrap_or(0);
         let ranges: Vec<_> = resp
@@ -90,10 +91,13 @@ impl Recipes {
     pub async fn unlock(&self, r: UnlockRequest) -> Result<UnlockResponse> {
         let resp = self
             .kv
-            .delete_range(DeleteRangeRequest {
-                key: r.key,
-                ..Default::default()
-            })
+            .delete_range(
+                &Caller::system(),
+                DeleteRangeRequest {
+                    key: r.key,
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(UnlockResponse {
             header: resp.header,

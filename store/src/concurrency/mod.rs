@@ -19,6 +19,12 @@
 //! A waiter whose call is cancelled (client gone) deletes its key, as etcd's
 //! `Mutex.Lock` and `Election.Campaign` do on a cancelled context.
 //!
+//! Auth: etcd runs the recipes with the caller's token, so they need what
+//! their KV ops need. keel checks that once, at the service edge, with
+//! [`Recipes::check`] (read and write on `<name>/` for Lock and Campaign,
+//! write on the key for Unlock, Proclaim and Resign, read on `<name>/` for
+//! Leader and Observe), then runs them as [`Caller::system`].
+//!
 //! Left out: nothing of etcd 3.4's behaviour that its services expose.
 
 pub mod election;
@@ -33,6 +39,7 @@ use keel_proto::etcdserverpb::{
 };
 use tokio::sync::mpsc;
 
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::lease::{LeaseId, Leases};
@@ -83,7 +90,10 @@ impl Recipes {
     /// or before `max_create_rev` (etcd's WithFirstCreate / WithLastCreate).
     async fn edge(&self, prefix: &[u8], first: bool, max_create_rev: i64) -> Result<RangeResponse> {
         self.kv
-            .range(edge_request(prefix, first, max_create_rev))
+            .range(
+                &Caller::system(),
+                edge_request(prefix, first, max_create_rev),
+            )
             .await
     }
 
@@ -134,10 +144,13 @@ impl Recipes {
         let kv = self.kv.clone();
         tokio::spawn(async move {
             let _ = kv
-                .delete_range(DeleteRangeRequest {
-                    key,
-                    ..Default::default()
-                })
+                .delete_range(
+                    &Caller::system(),
+                    DeleteRangeRequest {
+                        key,
+                        ..Default::default()
+                    },
+                )
                 .await;
         });
     }
@@ -219,6 +232,41 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![0]
+}
+
+/// What a Lock or Election call needs (see the module doc).
+pub enum Needs<'a> {
+    /// Read and write on the keys of lock or election `name`.
+    Contend(&'a [u8]),
+    /// Write (and read, for the compare) on one key.
+    Key(&'a [u8]),
+    /// Read on the keys of election `name`.
+    Watch(&'a [u8]),
+}
+
+impl Recipes {
+    /// The permission check of a Lock or Election call made by the sender
+    /// of `creds`.
+    pub fn check(&self, creds: &crate::auth::Credentials, needs: Needs<'_>) -> Result<()> {
+        use crate::auth::Access;
+        let auth = self.kv.auth();
+        let caller = auth.caller(creds)?;
+        let (prefix, end);
+        let accesses: Vec<Access<'_>> = match needs {
+            Needs::Contend(name) => {
+                prefix = prefix_of(name);
+                end = prefix_end(&prefix);
+                vec![Access::read(&prefix, &end), Access::write(&prefix, &end)]
+            }
+            Needs::Key(key) => vec![Access::read(key, &[]), Access::write(key, &[])],
+            Needs::Watch(name) => {
+                prefix = prefix_of(name);
+                end = prefix_end(&prefix);
+                vec![Access::read(&prefix, &end)]
+            }
+        };
+        auth.check_all(&caller, &accesses)
+    }
 }
 
 /// `<name>/`, the prefix of a lock's or election's keys.

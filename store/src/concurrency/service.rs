@@ -14,7 +14,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::Recipes;
+use super::{Needs, Recipes};
+use crate::auth::Credentials;
 
 /// `v3lockpb.Lock`.
 pub struct LockService(pub Recipes);
@@ -22,6 +23,9 @@ pub struct LockService(pub Recipes);
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        let r = request.get_ref();
+        self.0
+            .check(&Credentials::of(&request), Needs::Contend(&r.name))?;
         Ok(Response::new(self.0.lock(request.into_inner()).await?))
     }
 
@@ -29,6 +33,9 @@ impl Lock for LockService {
         &self,
         request: Request<UnlockRequest>,
     ) -> Result<Response<UnlockResponse>, Status> {
+        let r = request.get_ref();
+        self.0
+            .check(&Credentials::of(&request), Needs::Key(&r.key))?;
         Ok(Response::new(self.0.unlock(request.into_inner()).await?))
     }
 }
@@ -44,6 +51,9 @@ impl Election for ElectionService {
         &self,
         request: Request<CampaignRequest>,
     ) -> Result<Response<CampaignResponse>, Status> {
+        let r = request.get_ref();
+        self.0
+            .check(&Credentials::of(&request), Needs::Contend(&r.name))?;
         Ok(Response::new(self.0.campaign(request.into_inner()).await?))
     }
 
@@ -51,6 +61,11 @@ impl Election for ElectionService {
         &self,
         request: Request<ProclaimRequest>,
     ) -> Result<Response<ProclaimResponse>, Status> {
+        let key = request.get_ref().leader.as_ref().map(|l| l.key.as_slice());
+        self.0.check(
+            &Credentials::of(&request),
+            Needs::Key(key.unwrap_or_default()),
+        )?;
         Ok(Response::new(self.0.proclaim(request.into_inner()).await?))
     }
 
@@ -58,6 +73,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<LeaderResponse>, Status> {
+        let r = request.get_ref();
+        self.0
+            .check(&Credentials::of(&request), Needs::Watch(&r.name))?;
         Ok(Response::new(self.0.leader(request.into_inner()).await?))
     }
 
@@ -67,6 +85,9 @@ impl Election for ElectionService {
         &self,
         request: Request<LeaderRequest>,
     ) -> Result<Response<Self::ObserveStream>, Status> {
+        let r = request.get_ref();
+        self.0
+            .check(&Credentials::of(&request), Needs::Watch(&r.name))?;
         let (tx, rx) = mpsc::channel(16);
         let recipes = self.0.clone();
         let req = request.into_inner();
@@ -79,6 +100,11 @@ impl Election for ElectionService {
         &self,
         request: Request<ResignRequest>,
     ) -> Result<Response<ResignResponse>, Status> {
+        let key = request.get_ref().leader.as_ref().map(|l| l.key.as_slice());
+        self.0.check(
+            &Credentials::of(&request),
+            Needs::Key(key.unwrap_or_default()),
+        )?;
         Ok(Response::new(self.0.resign(request.into_inner()).await?))
     }
 }

@@ -195,6 +195,9 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             Command::Replication(reply) => {
                 let _ = reply.send(self.replication());
             }
+            Command::Report(reply) => {
+                let _ = reply.send(self.report());
+            }
             Command::ReadIndex { deadline, reply } => {
                 self.queued_reads.push(ReadWaiter { deadline, reply });
             }
@@ -269,6 +272,61 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                 .map(|(id, pr)| (*id, pr.matched))
                 .collect(),
         })
+    }
+
+    /// This member's Raft state for the admin API.
+    fn report(&self) -> super::RaftReport {
+        use keel_proto::admin::Progress;
+        use raft::ProgressState;
+        let r = &self.raw.raft;
+        let first_index = self.raw.store().first_index();
+        let learners = r.prs().conf().learners();
+        let progress = if r.state == StateRole::Leader {
+            r.prs()
+                .iter()
+                .map(|(id, pr)| Progress {
+                    id: *id,
+                    r#match: pr.matched,
+                    next: pr.next_idx,
+                    state: match pr.state {
+                        ProgressState::Probe => "probe",
+                        ProgressState::Replicate => "replicate",
+                        ProgressState::Snapshot => "snapshot",
+                    }
+                    .into(),
+                    inflight: pr.ins.count() as u64,
+                    paused: pr.paused,
+                    recent_active: pr.recent_active,
+                    pending_snapshot: pr.pending_snapshot,
+                    is_learner: learners.contains(id),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        super::RaftReport {
+            member_id: r.id,
+            role: format!("{:?}", r.state)
+                .to_lowercase()
+                .replace("precandidate", "pre-candidate"),
+            term: r.term,
+            leader: r.leader_id,
+            commit: r.raft_log.committed,
+            applied: r.raft_log.applied,
+            first_index,
+            last_index: r.raft_log.last_index(),
+            snapshot_index: first_index.saturating_sub(1),
+            pending_proposals: self.proposals.len() as u64,
+            pending_reads: (self.queued_reads.len()
+                + self
+                    .inflight_reads
+                    .values()
+                    .map(|(_, w)| w.len())
+                    .sum::<usize>()
+                + self.reads_by_index.values().map(Vec::len).sum::<usize>())
+                as u64,
+            progress,
+        }
     }
 
     /// One ReadIndex for every read queued since the last one.

@@ -98,6 +98,10 @@ pub struct Replication {
     pub matched: BTreeMap<u64, u64>,
 }
 
+/// What `keelctl inspect raft` shows of this member (see the driver's
+/// `report`).
+pub type RaftReport = keel_proto::admin::RaftStatusResponse;
+
 /// A message to the driver thread.
 pub(crate) enum Command<O> {
     Propose {
@@ -114,6 +118,8 @@ pub(crate) enum Command<O> {
     },
     /// Replication progress, answered only by the leader (else `None`).
     Replication(oneshot::Sender<Option<Replication>>),
+    /// This member's Raft state, for the admin API.
+    Report(oneshot::Sender<RaftReport>),
     ReadIndex {
         deadline: Instant,
         reply: oneshot::Sender<Result<u64>>,
@@ -264,6 +270,13 @@ impl<O: Send + 'static> Node<O> {
     pub async fn replication(&self) -> Result<Option<Replication>> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Replication(reply))?;
+        rx.await.map_err(|_| Error::Stopped)
+    }
+
+    /// This member's Raft state (and on the leader every member's progress).
+    pub async fn raft_report(&self) -> Result<RaftReport> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Report(reply))?;
         rx.await.map_err(|_| Error::Stopped)
     }
 

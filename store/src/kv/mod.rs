@@ -7,6 +7,13 @@
 //! applied here. Reads: ReadIndex first unless `serializable`, then served from
 //! local MVCC state. Read-only txns are reads too (as in etcd), never proposed.
 //!
+//! Auth: every read and write names its [`Caller`] and passes
+//! [`AuthStore::check`] here first (reads: read access to the range; puts and
+//! deletes: write, plus read for `prev_kv`; txns: every compare and op of both
+//! branches, see [`crate::auth::txn_accesses`]); writes carry the caller in
+//! their entry's header and are checked again in apply. Compaction is not
+//! checked (etcd 3.4 checks nothing for it).
+//!
 //! Quota: puts, txns (and, through [`Kv::check_quota`], lease grants) are
 //! checked against the backend quota before anything else, as etcd's quota
 //! servers wrap its KV and Lease servers; past it the member raises the NOSPACE
@@ -26,6 +33,7 @@ use keel_proto::peer::{internal_request, InternalRequest, RequestHeader};
 use prost::Message as _;
 
 use crate::apply::{self, Response};
+use crate::auth::{txn_accesses, Access, AuthStore, Caller};
 use crate::consensus::Node;
 use crate::error::{Error, Result};
 use crate::maintenance::alarm::Alarms;
@@ -61,6 +69,8 @@ pub struct Kv {
     alarms: Arc<Alarms>,
     /// The backend quota; None: no quota.
     quota: Option<Quota>,
+    /// Users, roles and tokens (shared with apply).
+    auth: Arc<AuthStore>,
 }
 
 impl Kv {
@@ -83,7 +93,18 @@ impl Kv {
             membership: None,
             alarms: Arc::new(Alarms::default()),
             quota: None,
+            auth: Arc::new(AuthStore::default()),
         }
+    }
+
+    /// Shares the auth store the applier keeps.
+    pub fn with_auth(mut self, auth: Arc<AuthStore>) -> Kv {
+        self.auth = auth;
+        self
+    }
+
+    pub fn auth(&self) -> &Arc<AuthStore> {
+        &self.auth
     }
 
     /// Refuses linearizable ranges while this member is a learner (etcd's
@@ -214,11 +235,13 @@ impl Kv {
         *h = Some(self.header(rev));
     }
 
-    pub async fn range(&self, r: RangeRequest) -> Result<RangeResponse> {
+    pub async fn range(&self, caller: &Caller, r: RangeRequest) -> Result<RangeResponse> {
         if !r.serializable && self.is_learner() {
             return Err(Error::NotSupportedForLearner);
         }
         check::range(&r)?;
+        self.auth
+            .check(caller, Access::read(&r.key, &r.range_end))?;
         self.metrics.mvcc_range_total.inc();
         self.linearize(r.serializable).await?;
         let mut resp = apply::range(&mut self.store.read_view(), &r)?;
@@ -226,10 +249,16 @@ impl Kv {
         Ok(resp)
     }
 
-    pub async fn put(&self, r: PutRequest) -> Result<PutResponse> {
+    pub async fn put(&self, caller: &Caller, r: PutRequest) -> Result<PutResponse> {
         self.check_quota(quota::cost_put(&r)).await?;
         check::put(&r)?;
-        match self.propose(internal_request::Request::Put(r)).await? {
+        if self.auth.is_enabled() {
+            self.auth.check_all(caller, &put_accesses(&r))?;
+        }
+        match self
+            .propose_as(caller, internal_request::Request::Put(r))
+            .await?
+        {
             Response::Put(mut resp) => {
                 self.fill(&mut resp.header);
                 Ok(resp)
@@ -238,10 +267,17 @@ impl Kv {
         }
     }
 
-    pub async fn delete_range(&self, r: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    pub async fn delete_range(
+        &self,
+        caller: &Caller,
+        r: DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse> {
         check::delete_range(&r)?;
+        if self.auth.is_enabled() {
+            self.auth.check_all(caller, &delete_accesses(&r))?;
+        }
         match self
-            .propose(internal_request::Request::DeleteRange(r))
+            .propose_as(caller, internal_request::Request::DeleteRange(r))
             .await?
         {
             Response::DeleteRange(mut resp) => {
@@ -252,9 +288,13 @@ impl Kv {
         }
     }
 
-    pub async fn txn(&self, r: TxnRequest) -> Result<TxnResponse> {
+    pub async fn txn(&self, caller: &Caller, r: TxnRequest) -> Result<TxnResponse> {
         self.check_quota(quota::cost_txn(&r)).await?;
         check::txn(&r, self.max_txn_ops)?;
+        if self.auth.is_enabled() {
+            // Apply checks writes again: an enable in between is not missed.
+            self.auth.check_all(caller, &txn_accesses(&r))?;
+        }
         if apply::txn_is_read_only(&r) {
             self.metrics.mvcc_txn_total.inc();
             self.linearize(txn_is_serializable(&r)).await?;
@@ -262,7 +302,10 @@ impl Kv {
             self.fill(&mut resp.header);
             return Ok(resp);
         }
-        match self.propose(internal_request::Request::Txn(r)).await? {
+        match self
+            .propose_as(caller, internal_request::Request::Txn(r))
+            .await?
+        {
             Response::Txn(mut resp) => {
                 self.fill(&mut resp.header);
                 Ok(resp)
@@ -290,13 +333,25 @@ impl Kv {
         }
     }
 
-    /// Proposes one request through Raft and waits for its result.
+    /// Proposes one request through Raft as keel itself and waits for its
+    /// result.
     pub async fn propose(&self, request: internal_request::Request) -> Result<Response> {
+        self.propose_as(&Caller::system(), request).await
+    }
+
+    /// Proposes one request made by `caller` (named in the entry's header,
+    /// for apply's permission check) and waits for its result.
+    pub async fn propose_as(
+        &self,
+        caller: &Caller,
+        request: internal_request::Request,
+    ) -> Result<Response> {
         let id = self.node.next_id();
         let req = InternalRequest {
             header: Some(RequestHeader {
                 id,
-                ..Default::default()
+                username: caller.user().to_string(),
+                auth_revision: caller.revision(),
             }),
             request: Some(request),
         };
@@ -306,6 +361,25 @@ impl Kv {
         }
         self.node.propose(id, data).await?
     }
+}
+
+/// What a put needs: write on its key, read too for `prev_kv`. (A put with
+/// a lease also needs write on the lease's keys: apply checks that.)
+pub fn put_accesses(r: &PutRequest) -> Vec<Access<'_>> {
+    let mut v = vec![Access::write(&r.key, &[])];
+    if r.prev_kv {
+        v.push(Access::read(&r.key, &[]));
+    }
+    v
+}
+
+/// What a delete needs: write on its range, read too for `prev_kv`.
+pub fn delete_accesses(r: &DeleteRangeRequest) -> Vec<Access<'_>> {
+    let mut v = vec![Access::write(&r.key, &r.range_end)];
+    if r.prev_kv {
+        v.push(Access::read(&r.key, &r.range_end));
+    }
+    v
 }
 
 /// etcd's rule: a read-only txn skips ReadIndex only when every op of both

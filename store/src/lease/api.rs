@@ -30,14 +30,16 @@ use keel_proto::etcdserverpb::{
 };
 use keel_proto::peer::internal_request;
 use keel_proto::peer::lease_peer_client::LeasePeerClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{LeaseId, Lessor, Renew, MAX_LEASE_TTL};
 use crate::apply::Response;
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::maintenance::quota::LEASE_OVERHEAD;
 use crate::membership::Membership;
+use crate::tls::Dialer;
 
 /// How often the expiry task looks for expired leases.
 pub const EXPIRY_TICK: Duration = Duration::from_millis(50);
@@ -56,6 +58,8 @@ pub struct Leases {
     /// How much a new leader extends every lease by (the election timeout).
     extend: Duration,
     request_timeout: Duration,
+    /// Builds the endpoints of peer URLs (TLS).
+    dialer: Dialer,
 }
 
 impl Leases {
@@ -73,7 +77,14 @@ impl Leases {
             channels: Arc::new(Mutex::new(HashMap::new())),
             extend,
             request_timeout,
+            dialer: Dialer::default(),
         }
+    }
+
+    /// Dials the leader's peer URL with `dialer` (peer TLS).
+    pub fn with_peer_dialer(mut self, dialer: Dialer) -> Leases {
+        self.dialer = dialer;
+        self
     }
 
     pub fn kv(&self) -> &Kv {
@@ -107,10 +118,16 @@ impl Leases {
         }
     }
 
-    pub async fn revoke(&self, r: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+    /// Revokes a lease; apply checks that `caller` may write every key it
+    /// holds (expiry revokes as [`Caller::system`]).
+    pub async fn revoke(
+        &self,
+        caller: &Caller,
+        r: LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse> {
         match self
             .kv
-            .propose(internal_request::Request::LeaseRevoke(r))
+            .propose_as(caller, internal_request::Request::LeaseRevoke(r))
             .await?
         {
             Response::LeaseRevoke(mut resp) => {
@@ -271,8 +288,9 @@ impl Leases {
         let ch = match channels.get(&url) {
             Some(ch) => ch.clone(),
             None => {
-                let ch = Endpoint::from_shared(url.clone())
-                    .map_err(|e| Error::Transport(e.to_string()))?
+                let ch = self
+                    .dialer
+                    .endpoint(&url)?
                     .connect_timeout(Duration::from_secs(1))
                     .timeout(self.request_timeout)
                     .tcp_nodelay(true)
@@ -298,7 +316,10 @@ impl Leases {
                 let me = self.clone();
                 tokio::spawn(async move {
                     tracing::debug!(lease = format!("{id:x}"), "lease expired; revoking");
-                    if let Err(e) = me.revoke(LeaseRevokeRequest { id }).await {
+                    if let Err(e) = me
+                        .revoke(&Caller::system(), LeaseRevokeRequest { id })
+                        .await
+                    {
                         tracing::debug!(lease = format!("{id:x}"), error = %e, "revoke of an expired lease failed");
                     }
                 });

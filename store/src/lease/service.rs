@@ -30,6 +30,8 @@ impl LeaseApi for LeaseService {
         &self,
         request: Request<LeaseGrantRequest>,
     ) -> Result<Response<LeaseGrantResponse>, Status> {
+        // No permission is needed (etcd 3.4), but a bad token is refused.
+        self.0.kv().auth().caller_of(&request)?;
         Ok(Response::new(self.0.grant(request.into_inner()).await?))
     }
 
@@ -37,7 +39,10 @@ impl LeaseApi for LeaseService {
         &self,
         request: Request<LeaseRevokeRequest>,
     ) -> Result<Response<LeaseRevokeResponse>, Status> {
-        Ok(Response::new(self.0.revoke(request.into_inner()).await?))
+        let caller = self.0.kv().auth().caller_of(&request)?;
+        Ok(Response::new(
+            self.0.revoke(&caller, request.into_inner()).await?,
+        ))
     }
 
     type LeaseKeepAliveStream = KeepAliveStream;

@@ -21,12 +21,12 @@ use std::time::Duration;
 use keel_proto::etcdserverpb::alarm_request::AlarmAction;
 use keel_proto::etcdserverpb::{AlarmRequest, AlarmType, HashKvRequest, HashKvResponse};
 use keel_proto::peer::maintenance_peer_client::MaintenancePeerClient;
-use tonic::transport::Endpoint;
 
 use crate::error::{Error, Result};
 use crate::kv::Kv;
 use crate::membership::Membership;
 use crate::mvcc::KvHash;
+use crate::tls::Dialer;
 
 /// A member's answer, or why there is none.
 struct PeerHash {
@@ -40,6 +40,7 @@ pub async fn run(
     membership: Arc<Membership>,
     interval: Duration,
     timeout: Duration,
+    dialer: Dialer,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<()> {
     tracing::info!(?interval, "enabled corruption checking");
@@ -52,7 +53,7 @@ pub async fn run(
             continue;
         }
         let peers: HashMap<u64, Vec<String>> = membership.peers().into_iter().collect();
-        if let Err(e) = check(&kv, &peers, timeout).await {
+        if let Err(e) = check(&kv, &peers, timeout, &dialer).await {
             tracing::warn!(error = %e, "failed to check hash KV");
         }
     }
@@ -66,10 +67,15 @@ async fn local_hash(kv: &Kv) -> Result<KvHash> {
 }
 
 /// One pass of the check; raises CORRUPT on a mismatch.
-pub async fn check(kv: &Kv, peers: &HashMap<u64, Vec<String>>, timeout: Duration) -> Result<()> {
+pub async fn check(
+    kv: &Kv,
+    peers: &HashMap<u64, Vec<String>>,
+    timeout: Duration,
+    dialer: &Dialer,
+) -> Result<()> {
     let me = kv.identity().member_id;
     let first = local_hash(kv).await?;
-    let answers = peer_hashes(me, peers, first.revision, timeout).await;
+    let answers = peer_hashes(me, peers, first.revision, timeout, dialer).await;
     tokio::time::timeout(timeout, kv.node().read_index())
         .await
         .map_err(|_| Error::Timeout)??;
@@ -137,6 +143,7 @@ async fn peer_hashes(
     peers: &HashMap<u64, Vec<String>>,
     rev: i64,
     timeout: Duration,
+    dialer: &Dialer,
 ) -> Vec<PeerHash> {
     let mut out = Vec::new();
     let mut ids: Vec<u64> = peers.keys().copied().filter(|id| *id != me).collect();
@@ -144,7 +151,7 @@ async fn peer_hashes(
     for id in ids {
         let mut last = Err(Error::Transport(format!("no peer URL for {id:x}")));
         for url in &peers[&id] {
-            last = peer_hash(url, rev, timeout).await;
+            last = peer_hash(url, rev, timeout, dialer).await;
             if last.is_ok() {
                 break;
             }
@@ -154,9 +161,14 @@ async fn peer_hashes(
     out
 }
 
-async fn peer_hash(url: &str, rev: i64, timeout: Duration) -> Result<HashKvResponse> {
-    let channel = Endpoint::from_shared(url.to_string())
-        .map_err(|e| Error::Transport(e.to_string()))?
+async fn peer_hash(
+    url: &str,
+    rev: i64,
+    timeout: Duration,
+    dialer: &Dialer,
+) -> Result<HashKvResponse> {
+    let channel = dialer
+        .endpoint(url)?
         .connect_timeout(Duration::from_secs(1))
         .timeout(timeout)
         .connect()

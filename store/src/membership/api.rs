@@ -32,7 +32,7 @@ use keel_proto::etcdserverpb::{
 use keel_proto::peer::membership_peer_client::MembershipPeerClient;
 use keel_proto::peer::{internal_request, ConfChangeContext};
 use prost::Message as _;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{parse_peer_urls, Member, Membership};
 use crate::apply::Response;
@@ -40,6 +40,7 @@ use crate::config::MemberId;
 use crate::consensus::{ConfChange, ConfChangeKind, Replication};
 use crate::error::{Error, Result};
 use crate::kv::Kv;
+use crate::tls::Dialer;
 use crate::transport::Activity;
 
 /// How long a peer must have been connected to count for the strict
@@ -62,9 +63,16 @@ pub struct Members {
     conf_lock: Arc<tokio::sync::Mutex<()>>,
     /// Channels to peers' MembershipPeer service, by peer URL.
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// Builds the endpoints of peer URLs (TLS).
+    dialer: Dialer,
 }
 
 impl Members {
+    /// The auth store (for the Cluster service's permission checks).
+    pub fn auth(&self) -> &Arc<crate::auth::AuthStore> {
+        self.kv.auth()
+    }
+
     pub fn new(
         kv: Kv,
         membership: Arc<Membership>,
@@ -80,7 +88,14 @@ impl Members {
             request_timeout,
             conf_lock: Arc::new(tokio::sync::Mutex::new(())),
             channels: Arc::new(Mutex::new(HashMap::new())),
+            dialer: Dialer::default(),
         }
+    }
+
+    /// Dials peers with `dialer` (peer TLS).
+    pub fn with_peer_dialer(mut self, dialer: Dialer) -> Members {
+        self.dialer = dialer;
+        self
     }
 
     pub fn membership(&self) -> &Arc<Membership> {
@@ -251,8 +266,9 @@ impl Members {
         if let Some(ch) = channels.get(url) {
             return Ok(ch.clone());
         }
-        let ch = Endpoint::from_shared(url.to_string())
-            .map_err(|e| Error::Transport(e.to_string()))?
+        let ch = self
+            .dialer
+            .endpoint(url)?
             .connect_timeout(Duration::from_secs(1))
             .timeout(self.request_timeout)
             .tcp_nodelay(true)

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use keel_proto::peer::membership_peer_client::MembershipPeerClient;
 use keel_proto::peer::MembersRequest;
-use tonic::transport::Endpoint;
 
 use super::Member;
 use crate::config::{ClusterId, Config, MemberConfig, MemberId};
 use crate::error::{Error, Result};
+use crate::tls::Dialer;
 
 /// How long to keep asking the peers for the member list.
 const FETCH_FOR: Duration = Duration::from_secs(5);
@@ -34,7 +34,7 @@ pub struct Joined {
 
 /// Asks the peers for the cluster and checks it against the flags. Blocks
 /// (on a thread of its own, so it can be called from anywhere).
-pub fn join(cfg: &Config) -> Result<Joined> {
+pub fn join(cfg: &Config, dialer: &Dialer) -> Result<Joined> {
     let urls: Vec<String> = cfg
         .initial_cluster
         .iter()
@@ -47,11 +47,12 @@ pub fn join(cfg: &Config) -> Result<Joined> {
                 .into(),
         ));
     }
+    let dialer = dialer.clone();
     let (cluster_id, members) = std::thread::spawn(move || -> Result<(ClusterId, Vec<Member>)> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(fetch(&urls))
+        rt.block_on(fetch(&urls, &dialer))
     })
     .join()
     .map_err(|_| Error::Config("joining: the fetch thread panicked".into()))??;
@@ -64,19 +65,26 @@ pub fn join(cfg: &Config) -> Result<Joined> {
 }
 
 /// The cluster id and member list from the first peer that answers.
-async fn fetch(urls: &[String]) -> Result<(ClusterId, Vec<Member>)> {
+async fn fetch(urls: &[String], dialer: &Dialer) -> Result<(ClusterId, Vec<Member>)> {
     let deadline = Instant::now() + FETCH_FOR;
     loop {
         for url in urls {
-            let Ok(endpoint) = Endpoint::from_shared(url.clone()) else {
-                continue;
+            let endpoint = match dialer.endpoint(url) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(%url, error = %e, "joining: cannot dial peer");
+                    continue;
+                }
             };
             let endpoint = endpoint
                 .connect_timeout(Duration::from_secs(1))
                 .timeout(Duration::from_secs(2));
-            let Ok(channel) = endpoint.connect().await else {
-                tracing::debug!(%url, "joining: peer unreachable");
-                continue;
+            let channel = match endpoint.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(%url, error = ?e, "joining: peer unreachable");
+                    continue;
+                }
             };
             match MembershipPeerClient::new(channel)
                 .members(MembersRequest {})

@@ -1,5 +1,8 @@
 //! Thin gRPC adapters: `etcdserverpb.Cluster` on the client port and
 //! `keel.peer.MembershipPeer` on the peer port.
+//!
+//! Auth: as etcd 3.4, adding, removing, updating and promoting members need
+//! the root role; MemberList needs nothing.
 
 use keel_proto::etcdserverpb::cluster_server::Cluster;
 use keel_proto::etcdserverpb::{
@@ -12,9 +15,20 @@ use keel_proto::peer::{MembersRequest, MembersResponse};
 use tonic::{Request, Response, Status};
 
 use super::Members;
+use crate::auth::Access;
 
 /// `etcdserverpb.Cluster`.
 pub struct ClusterService(pub Members);
+
+impl ClusterService {
+    /// The root role check of the calls that change the member list.
+    fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let auth = self.0.auth();
+        let caller = auth.caller_of(request)?;
+        auth.check(&caller, Access::Admin)?;
+        Ok(())
+    }
+}
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
@@ -22,6 +36,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberAddRequest>,
     ) -> Result<Response<MemberAddResponse>, Status> {
+        self.admin(&request)?;
         Ok(Response::new(self.0.add(request.into_inner()).await?))
     }
 
@@ -29,6 +44,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberRemoveRequest>,
     ) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.admin(&request)?;
         Ok(Response::new(self.0.remove(request.into_inner()).await?))
     }
 
@@ -36,6 +52,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberUpdateRequest>,
     ) -> Result<Response<MemberUpdateResponse>, Status> {
+        self.admin(&request)?;
         Ok(Response::new(self.0.update(request.into_inner()).await?))
     }
 
@@ -50,6 +67,7 @@ impl Cluster for ClusterService {
         &self,
         request: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.admin(&request)?;
         Ok(Response::new(self.0.promote(request.into_inner()).await?))
     }
 }

@@ -5,6 +5,13 @@
 //!   the revision current before the watcher was registered; a taken watch id or
 //!   an empty range answers created + canceled with etcd's cancel reason and
 //!   watch id -1.
+//! - auth: each create is checked for read access to its range, as the
+//!   stream's credentials (its `token` metadata) stand at that moment; a
+//!   refused create answers created + canceled with the cancel reason
+//!   "rpc error: code = PermissionDenied desc = etcdserver: permission
+//!   denied" (etcd 3.4 sends the gRPC error's text), whatever the cause
+//!   (unknown token, no user, no permission). Watchers already created keep
+//!   running after a permission change, as in etcd.
 //! - cancel: answered `canceled` only for a watcher that exists.
 //! - progress request: one response with watch id -1 once every watcher of the
 //!   stream is synced, at the last notified revision.
@@ -39,8 +46,14 @@ use tonic::{Request, Response, Status, Streaming};
 use super::queue::Receiver;
 use super::{Hub, Out, StreamId, WatchId};
 use crate::apply::to_pb;
+use crate::auth::Access;
 use crate::kv::Kv;
 use crate::mvcc::{Event, EventKind, KeyRange};
+
+/// The cancel reason of a refused create: etcd 3.4 sends the text of its
+/// gRPC error.
+const PERMISSION_DENIED: &str =
+    "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
 
 /// Messages the hub may queue for one stream before its watchers fall behind
 /// into the catch-up path.
@@ -89,6 +102,7 @@ impl Watch for WatchService {
         if requires_leader && !self.kv.node().status().has_leader() {
             return Err(Status::unavailable("etcdserver: no leader"));
         }
+        let creds = crate::auth::Credentials::of(&request);
         let (sid, hub_rx) = self.hub.open_queue_stream(STREAM_QUEUE);
         let now = Instant::now();
         let every = self.progress_interval;
@@ -99,6 +113,7 @@ impl Watch for WatchService {
         Ok(Response::new(WatchStream {
             hub: self.hub.clone(),
             kv: self.kv.clone(),
+            creds,
             sid,
             requests: request.into_inner(),
             hub_rx,
@@ -150,6 +165,8 @@ struct LeaderCheck {
 pub struct WatchStream {
     hub: Arc<Hub>,
     kv: Kv,
+    /// Who opened the stream, resolved again at each create.
+    creds: crate::auth::Credentials,
     sid: StreamId,
     requests: Streaming<WatchRequest>,
     hub_rx: Receiver,
@@ -256,6 +273,14 @@ impl WatchStream {
         }
     }
 
+    /// Whether the stream's caller may read `[key, range_end)` now.
+    fn permitted(&self, key: &[u8], range_end: &[u8]) -> bool {
+        let auth = self.kv.auth();
+        auth.caller(&self.creds)
+            .and_then(|caller| auth.check(&caller, Access::read(key, range_end)))
+            .is_ok()
+    }
+
     /// Answered only for a watcher of this stream.
     fn cancel(&mut self, watch_id: WatchId) {
         if !self.hub.cancel(self.sid, watch_id) {
@@ -275,6 +300,17 @@ impl WatchStream {
         let key = if c.key.is_empty() { vec![0] } else { c.key };
         let range_end = c.range_end;
         let current = self.hub.notified_revision();
+        if !self.permitted(&key, &range_end) {
+            self.send(WatchResponse {
+                header: self.header(current),
+                watch_id: c.watch_id,
+                created: true,
+                canceled: true,
+                cancel_reason: PERMISSION_DENIED.into(),
+                ..Default::default()
+            });
+            return;
+        }
         let start = if c.start_revision == 0 {
             current + 1
         } else {

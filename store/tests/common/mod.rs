@@ -8,8 +8,14 @@
 //! `--initial-cluster-state` it was created with; [`Cluster::join`] prepares a
 //! member that joins the running cluster (`existing`, the members not
 //! [`Cluster::forget`]-ten plus itself), as `etcdctl member add` prints it.
+//!
+//! TLS ([`tls`]): [`Cluster::with_tls`] makes the members' client and/or peer
+//! URLs `https` and gives the harness the credentials its own checks
+//! (`/health`, `/metrics`, [`Cluster::client`]) use on the client port.
 
 #![allow(dead_code)]
+
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -46,6 +52,24 @@ pub fn free_port() -> u16 {
     panic!("no free port on 127.0.0.1 in {LOW}..{}", LOW + SPAN);
 }
 
+/// The `keel` binary: cargo's path for keel-store's own tests; for other
+/// packages' tests (keelctl's) the one built beside the test executable
+/// (`cargo build --release -p keel-store --bin keel` first).
+pub fn keel_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_keel") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let keel = dir.join("keel");
+    assert!(
+        keel.is_file(),
+        "{} not found: build it first (cargo build --release -p keel-store --bin keel)",
+        keel.display()
+    );
+    keel
+}
+
 pub struct Member {
     pub name: String,
     pub client_port: u16,
@@ -60,6 +84,9 @@ pub struct Member {
     pub state: String,
     /// Removed from the cluster (left out of later joiners' --initial-cluster).
     pub removed: bool,
+    /// "http" or "https", of the client and the peer URLs.
+    pub client_scheme: &'static str,
+    pub peer_scheme: &'static str,
 }
 
 impl Member {
@@ -67,10 +94,10 @@ impl Member {
         format!("127.0.0.1:{}", self.client_port)
     }
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.client_scheme, self.client_port)
     }
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
     }
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
@@ -84,6 +111,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub members: Vec<Member>,
     pub token: String,
+    /// Credentials for `https` client ports (see [`Cluster::with_tls`]).
+    pub creds: Option<tls::Creds>,
 }
 
 impl Cluster {
@@ -103,7 +132,8 @@ impl Cluster {
         Self::plan_named(names, extra).start_all()
     }
 
-    fn start_all(mut self) -> Cluster {
+    /// Starts every planned member and waits until each is healthy.
+    pub fn start_all(mut self) -> Cluster {
         let n = self.members.len();
         for i in 0..n {
             self.spawn(i);
@@ -140,6 +170,33 @@ impl Cluster {
             dir,
             members,
             token: format!("test-{}", std::process::id()),
+            creds: None,
+        }
+    }
+
+    /// Makes the planned members' client URLs `https` (when `client`) and
+    /// their peer URLs `https` (when `peer`); the harness reaches the
+    /// client ports with `creds`. The TLS flags themselves are the extra
+    /// flags'.
+    pub fn with_tls(mut self, client: bool, peer: bool, creds: tls::Creds) -> Cluster {
+        for m in &mut self.members {
+            m.client_scheme = if client { "https" } else { "http" };
+            m.peer_scheme = if peer { "https" } else { "http" };
+        }
+        let initial = self.initial_cluster();
+        for m in &mut self.members {
+            m.initial = initial.clone();
+        }
+        self.creds = Some(creds);
+        self
+    }
+
+    /// A GET on member `i`'s client port, over TLS when it is `https`.
+    pub fn get(&self, i: usize, path: &str) -> Option<(u16, String)> {
+        let m = &self.members[i];
+        match (&self.creds, m.client_scheme) {
+            (Some(creds), "https") => tls::https(m.client_port, "GET", path, creds),
+            _ => http_get(m.client_port, path),
         }
     }
 
@@ -158,6 +215,10 @@ impl Cluster {
     /// MemberAdd first, with `members[i].peer_url()`.
     pub fn join(&mut self, name: &str, extra: &[&str]) -> usize {
         let mut m = new_member(self.dir.path(), name, extra);
+        if let Some(first) = self.members.first() {
+            m.client_scheme = first.client_scheme;
+            m.peer_scheme = first.peer_scheme;
+        }
         let mut initial = self.initial_cluster();
         initial.push_str(&format!(",{name}={}", m.peer_url()));
         m.initial = initial;
@@ -226,7 +287,7 @@ impl Cluster {
             .append(true)
             .open(&m.log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        let child = Command::new(keel_bin())
             .args(&args)
             .env("RUST_LOG", "info,raft=info")
             .stdout(Stdio::null())
@@ -279,23 +340,29 @@ impl Cluster {
     }
 
     pub fn client(&self) -> keel_client::Client {
-        keel_client::Client::new(self.endpoints(), keel_client::Options::default()).unwrap()
+        keel_client::Client::new(self.endpoints(), self.client_options()).unwrap()
     }
 
     /// A client of member `i` only.
     pub fn member_client(&self, i: usize) -> keel_client::Client {
-        keel_client::Client::new(
-            [self.members[i].endpoint()],
-            keel_client::Options::default(),
-        )
-        .unwrap()
+        keel_client::Client::new([self.members[i].endpoint()], self.client_options()).unwrap()
+    }
+
+    /// keel-client's options: TLS with the harness's credentials when the
+    /// client URLs are `https`.
+    pub fn client_options(&self) -> keel_client::Options {
+        let https = self.members.first().map(|m| m.client_scheme) == Some("https");
+        keel_client::Options {
+            tls: self.creds.as_ref().filter(|_| https).map(|c| c.options()),
+            ..Default::default()
+        }
     }
 
     /// Waits for `/health` to say true on member `i`.
     pub fn wait_healthy(&self, i: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some((200, body)) = http_get(self.members[i].client_port, "/health") {
+            if let Some((200, body)) = self.get(i, "/health") {
                 if body.contains("\"true\"") {
                     return;
                 }
@@ -316,7 +383,8 @@ impl Cluster {
         (0..self.members.len()).find(|&i| {
             self.members[i].is_running()
                 && !self.members[i].removed
-                && http_get(self.members[i].client_port, "/metrics")
+                && self
+                    .get(i, "/metrics")
                     .map(|(_, b)| b.lines().any(|l| l == "etcd_server_is_leader 1"))
                     .unwrap_or(false)
         })
@@ -365,7 +433,7 @@ impl Cluster {
 
     /// The value of a counter or gauge on member `i`'s /metrics, if exported.
     pub fn metric(&self, i: usize, name: &str) -> Option<f64> {
-        let (_, body) = http_get(self.members[i].client_port, "/metrics")?;
+        let (_, body) = self.get(i, "/metrics")?;
         body.lines().find_map(|l| {
             let (n, v) = l.split_once(' ')?;
             (n == name).then(|| v.trim().parse().ok())?
@@ -398,6 +466,8 @@ fn new_member(dir: &Path, name: &str, extra: &[&str]) -> Member {
         initial: String::new(),
         state: "new".into(),
         removed: false,
+        client_scheme: "http",
+        peer_scheme: "http",
     }
 }
 
@@ -472,8 +542,38 @@ impl Etcd {
 
     /// Starts etcd with extra flags.
     pub fn start_with(etcd: &Path, dir: &Path, extra: &[&str]) -> Etcd {
-        let client_port = free_port();
-        let peer_port = free_port();
+        Etcd::start_tls(etcd, dir, extra, None)
+    }
+
+    /// Starts etcd on the given ports (a fresh etcd on the same ports has
+    /// the same member and cluster IDs).
+    pub fn start_on(
+        etcd: &Path,
+        dir: &Path,
+        extra: &[&str],
+        client_port: u16,
+        peer_port: u16,
+    ) -> Etcd {
+        Etcd::start_tls_on(etcd, dir, extra, None, client_port, peer_port)
+    }
+
+    /// Starts etcd with extra flags; with `creds`, its client URL is
+    /// `https` (the TLS flags are the extra flags') and its health is
+    /// checked with those credentials.
+    pub fn start_tls(etcd: &Path, dir: &Path, extra: &[&str], creds: Option<&tls::Creds>) -> Etcd {
+        Etcd::start_tls_on(etcd, dir, extra, creds, free_port(), free_port())
+    }
+
+    /// [`Etcd::start_tls`] on the given ports.
+    pub fn start_tls_on(
+        etcd: &Path,
+        dir: &Path,
+        extra: &[&str],
+        creds: Option<&tls::Creds>,
+        client_port: u16,
+        peer_port: u16,
+    ) -> Etcd {
+        let scheme = if creds.is_some() { "https" } else { "http" };
         let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
         let child = Command::new(etcd)
             .args([
@@ -482,9 +582,9 @@ impl Etcd {
                 "--data-dir",
                 &dir.join("etcd0.etcd").display().to_string(),
                 "--listen-client-urls",
-                &format!("http://127.0.0.1:{client_port}"),
+                &format!("{scheme}://127.0.0.1:{client_port}"),
                 "--advertise-client-urls",
-                &format!("http://127.0.0.1:{client_port}"),
+                &format!("{scheme}://127.0.0.1:{client_port}"),
                 "--listen-peer-urls",
                 &format!("http://127.0.0.1:{peer_port}"),
                 "--initial-advertise-peer-urls",
@@ -500,7 +600,11 @@ impl Etcd {
         let e = Etcd { client_port, child };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some((200, b)) = http_get(client_port, "/health") {
+            let health = match creds {
+                Some(c) => tls::https(client_port, "GET", "/health", c),
+                None => http_get(client_port, "/health"),
+            };
+            if let Some((200, b)) = health {
                 if b.contains("\"true\"") {
                     break;
                 }

@@ -377,7 +377,20 @@ fn raw_kv(ch: auth::AuthChannel) -> KvClient<auth::AuthChannel> {
 
 /// The call never reached a server (so even a write can be retried safely).
 fn unreachable(s: &Status) -> bool {
-    s.code() == Code::Unavailable && !s.message().starts_with("etcdserver:") && is_connect_error(s)
+    (s.code() == Code::Unavailable
+        && !s.message().starts_with("etcdserver:")
+        && is_connect_error(s))
+        || never_sent(s)
+}
+
+/// hyper gave the request back unsent: its connection closed before the
+/// request was written ("operation was canceled", a transport error, not a
+/// status the server sent). Seen when a connection fails at once, e.g. plain
+/// text to a TLS port on a busy machine.
+fn never_sent(s: &Status) -> bool {
+    s.code() == Code::Cancelled
+        && s.message() == "operation was canceled"
+        && std::error::Error::source(s).is_some()
 }
 
 fn is_connect_error(s: &Status) -> bool {

@@ -212,6 +212,15 @@ fn main() {
         g: cli.global,
         conflicts,
     };
+    // For debugging keelctl itself: KEELCTL_LOG=debug (a tracing filter)
+    // logs the client's and its transport's events on stderr. Unset, keelctl
+    // prints exactly what etcdctl prints.
+    if let Ok(filter) = std::env::var("KEELCTL_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -262,7 +262,7 @@ pub fn chart(path: &Path, rows: &[Row]) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the chart font cannot be read"))?;
 
     let n = rows.len().max(1);
-    let height = 120 + 34 * n as u32;
+    let height = 160 + 34 * n as u32;
     let max = rows
         .iter()
         .map(Row::ratio)
@@ -292,7 +292,7 @@ pub fn chart(path: &Path, rows: &[Row]) -> Result<()> {
         .margin(16)
         .x_label_area_size(36)
         .y_label_area_size(250)
-        .build_cartesian_2d(0.0..max, (0..rows_n).into_segmented())?;
+        .build_cartesian_2d(0.0..max, (0..(rows_n - 1).max(1)).into_segmented())?;
     c.configure_mesh()
         .disable_y_mesh()
         .x_max_light_lines(1)

@@ -28,6 +28,9 @@ use clap::Args;
 use crate::error::{Error, Result};
 use crate::maintenance::compactor::AutoCompaction;
 
+/// sled's cache when `--backend-cache-bytes` is not given.
+pub const DEFAULT_BACKEND_CACHE_BYTES: u64 = 96 * 1024 * 1024;
+
 /// A member id (raft node id). Never 0.
 pub type MemberId = u64;
 /// A cluster id.
@@ -121,6 +124,9 @@ pub struct StoreFlags {
         allow_negative_numbers = true
     )]
     pub quota_backend_bytes: i64,
+    /// keel only: bytes of sled's page cache (the MVCC data and Raft log kept in memory; the rest is read from disk).
+    #[arg(long, env = "KEEL_BACKEND_CACHE_BYTES", default_value_t = DEFAULT_BACKEND_CACHE_BYTES)]
+    pub backend_cache_bytes: u64,
     /// Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.
     #[arg(long, env = "KEEL_AUTO_COMPACTION_MODE", default_value = "periodic")]
     pub auto_compaction_mode: String,
@@ -221,6 +227,8 @@ pub struct Config {
     pub watch_progress_notify_interval: Duration,
     /// `--quota-backend-bytes` as given (0: default, negative: no quota).
     pub quota_backend_bytes: i64,
+    /// `--backend-cache-bytes`: sled's cache capacity.
+    pub backend_cache_bytes: u64,
     /// Automatic compaction, if on.
     pub auto_compaction: Option<AutoCompaction>,
     /// How often the leader compares hashes with the other members, if at all.
@@ -381,6 +389,7 @@ impl StoreFlags {
             strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             quota_backend_bytes: self.quota_backend_bytes,
+            backend_cache_bytes: self.backend_cache_bytes,
             auto_compaction,
             corrupt_check_interval,
             revision_compaction_interval: self.unsafe_revision_compaction_interval,

@@ -104,7 +104,7 @@ impl Server {
         let db = sled::Config::new()
             .path(dir.join("db"))
             .mode(sled::Mode::HighThroughput)
-            .cache_capacity(256 * 1024 * 1024)
+            .cache_capacity(cfg.backend_cache_bytes)
             .flush_every_ms(None)
             .open()
             .map_err(|e| match e {

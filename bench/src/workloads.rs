@@ -1,8 +1,10 @@
 //! The workloads, after etcd's published performance page scaled to 2 cores,
 //! each one `keel bench` command line, and what a run of one yields.
 
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -157,18 +159,46 @@ pub fn run(keel: &Path, endpoints: &str, w: &Workload) -> Result<Figures> {
     })
 }
 
+/// How long one `keel bench` run may take: a member that stops answering
+/// (e.g. a storage deadlock) must fail the comparison, not hang it.
+const RUN_LIMIT: Duration = Duration::from_secs(20 * 60);
+
 /// Runs a `keel bench ... --json` command and parses its one JSON line.
 pub fn run_json(mut cmd: Command) -> Result<Value> {
-    let out = cmd.output().context("run keel bench")?;
-    if !out.status.success() {
-        bail!(
-            "{:?} failed ({}): {}",
-            cmd,
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run keel bench")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut stderr = child.stderr.take().context("stderr")?;
+    let out_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if started.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{cmd:?} did not finish in {RUN_LIMIT:?} (a member stopped answering?)");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = out_reader.join().unwrap_or_default();
+    let errors = err_reader.join().unwrap_or_default();
+    if !status.success() {
+        bail!("{cmd:?} failed ({status}): {}", errors.trim());
     }
-    let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
         .rev()

@@ -8,12 +8,6 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use keel_store::config::{config_file_args, StoreFlags};
 use keel_store::server::Server;
 
-/// mimalloc instead of glibc's malloc: the write path allocates per request
-/// (gRPC buffers, protobuf messages, sled nodes), and glibc's allocator was
-/// 13% of the server's CPU in a profile of concurrent puts.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "keel",

@@ -38,13 +38,16 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 }
 
 impl Row {
+    /// The median of one figure over one server's rounds.
+    fn median_of(&self, keel: bool, figure: fn(&Figures) -> f64) -> f64 {
+        let rounds = if keel { &self.keel } else { &self.etcd };
+        median(rounds.iter().map(figure).collect())
+    }
     pub fn rate(&self, keel: bool) -> f64 {
-        let s = if keel { &self.keel } else { &self.etcd };
-        median(s.iter().map(|f| f.rate).collect())
+        self.median_of(keel, |f| f.rate)
     }
     pub fn p99(&self, keel: bool) -> f64 {
-        let s = if keel { &self.keel } else { &self.etcd };
-        median(s.iter().map(|f| f.p99).collect())
+        self.median_of(keel, |f| f.p99)
     }
     /// keel's median rate over etcd's.
     pub fn ratio(&self) -> f64 {

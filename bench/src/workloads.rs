@@ -210,20 +210,17 @@ pub fn run_json(mut cmd: Command) -> Result<Value> {
 /// Puts `keys` keys of 8 bytes with 256-byte values (sequential keys, so
 /// every key is distinct), with 10 connections and 100 clients.
 pub fn load(keel: &Path, endpoints: &str, keys: u64) -> Result<f64> {
-    let mut cmd = Command::new(keel);
-    cmd.args(["bench", "--endpoints", endpoints, "--target-leader"])
-        .args(["--conns", "10", "--clients", "100", "--json", "put"])
-        .args(["--key-size", "8", "--val-size", "256", "--sequential-keys"])
-        .arg("--key-space-size")
-        .arg(keys.to_string())
-        .arg("--total")
-        .arg(keys.to_string());
-    let v = run_json(cmd).context("load keys")?;
-    let errors = v["errors"].as_u64().unwrap_or(0);
-    if errors > 0 {
-        bail!("loading keys: {errors} errors: {}", v["errors_by_code"]);
-    }
-    Ok(v["requests_per_sec"].as_f64().unwrap_or(f64::NAN))
+    let w = Workload {
+        name: "load keys",
+        class: Class::Other,
+        conns: 10,
+        clients: 100,
+        target_leader: true,
+        args: words(&format!(
+            "put --key-size 8 --val-size 256 --sequential-keys --key-space-size {keys} --total {keys}"
+        )),
+    };
+    Ok(run(keel, endpoints, &w)?.rate)
 }
 
 /// The disk's fdatasync latency under `dir`: (p50, p99) in ms.

@@ -27,6 +27,7 @@ pub mod model;
 pub mod nemesis;
 pub mod recorder;
 pub mod run;
+pub mod watchcheck;
 pub mod workload;
 
 pub use checker::{check, Options, Verdict};

@@ -204,6 +204,22 @@ enum ModelArg {
     Kv,
     /// list-append transactions, checked Elle-style for strict serializability.
     ListAppend,
+    /// the watch workload's streams and writes, checked by etcd's watch rules.
+    Watch,
+}
+
+/// `check --model watch`: exit 0 when every rule holds, 1 when one does not.
+fn check_watch(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let report = keel_jepsen::watchcheck::check(&keel_jepsen::history::own::parse(&lines)?)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("watch guarantees hold: {}", report.valid());
+        print!("{}", report.text());
+    }
+    Ok(ExitCode::from(if report.valid() { 0 } else { 1 }))
 }
 
 /// `check --model list-append`: exit 0 strict-serializable, 1 not.
@@ -249,6 +265,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ModelArg::Register => ModelKind::Register,
                 ModelArg::Kv => ModelKind::Kv,
                 ModelArg::ListAppend => return check_list_append(&file, json),
+                ModelArg::Watch => return check_watch(&file, json),
             };
             let history = History::read(&file)?;
             let mut opts = Options {

@@ -216,3 +216,79 @@ fn list_append_on_keel_is_strict_serializable() {
     assert!(out.contains("no anomaly"), "{out}");
     assert_eq!(code, 0, "{out}");
 }
+
+/// The watch workload on keel under kills and partitions holds every rule;
+/// and the same history with one delivered event taken out of one stream is
+/// caught (so the checker is not blind to what real streams look like).
+#[test]
+fn watch_on_keel_holds_and_a_dropped_event_is_caught() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = keel_bin();
+    let (code, out) = jepsen(&[
+        "--workload",
+        "watch",
+        "--keel-bin",
+        bin.to_str().unwrap(),
+        "--nemesis",
+        "kill,partition",
+        "--interval",
+        "6",
+        "--heal-after",
+        "3",
+        "--time-limit",
+        "20",
+        "--seed",
+        "9",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("all hold"), "{out}");
+    let folder = out
+        .split("run folder: ")
+        .nth(1)
+        .expect("the run folder is printed")
+        .trim();
+    let history = std::fs::read_to_string(Path::new(folder).join("history.jsonl")).unwrap();
+
+    // Take the first event out of the 20th delivery of a whole-prefix watcher.
+    let mut seen = 0;
+    let mut dropped = None;
+    let mutated: Vec<String> = history
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let whole_prefix = v["process"]
+                .as_u64()
+                .is_some_and(|p| p >= 1000 && p % 16 == 8);
+            if dropped.is_none() && whole_prefix && v["f"] == "events" && v["type"] == "ok" {
+                seen += 1;
+                if seen == 20 {
+                    let events = v["value"]["events"].as_array_mut().unwrap();
+                    dropped = Some(events.remove(0));
+                    return v.to_string();
+                }
+            }
+            l.to_string()
+        })
+        .collect();
+    let dropped = dropped.expect("a whole-prefix watcher delivered 20 responses");
+    let file = Path::new(folder).join("mutated.jsonl");
+    std::fs::write(&file, mutated.join("\n")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_keel-jepsen"))
+        .args(["check", "--model", "watch", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "dropping {dropped} went unseen:\n{text}"
+    );
+    // Reported as missing (reliable, atomic) or as missing before a
+    // progress notification (bookmarkable), whichever comes first.
+    let key = dropped["key"].as_str().unwrap();
+    let rev = dropped["mod"].as_i64().unwrap();
+    assert!(
+        text.contains("VIOLATED") && text.contains(key) && text.contains(&format!("(rev {rev}")),
+        "{text}"
+    );
+}

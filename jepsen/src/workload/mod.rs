@@ -11,8 +11,8 @@
 //! op is a txn, the checker a dependency-cycle search), watch (a client is a
 //! long-lived watcher that records the events it saw; its checker applies
 //! etcd's watch guarantees to them) and lock (lease-backed critical sections,
-//! checked for mutual exclusion). Today: [`register::Register`] and
-//! [`list_append::ListAppend`].
+//! checked for mutual exclusion). Today: [`register::Register`],
+//! [`list_append::ListAppend`] and [`watch::Watch`].
 //!
 //! Recording rules (Jepsen's): an operation is `invoke`d, then `ok` (it took
 //! effect), `fail` (it certainly did not) or `info` (unknown: timed out, the
@@ -20,6 +20,7 @@
 
 pub mod list_append;
 pub mod register;
+pub mod watch;
 
 use std::future::Future;
 use std::path::Path;
@@ -214,12 +215,13 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Workload>> {
     match name {
         "register" => Some(Arc::new(register::Register::new())),
         "list-append" => Some(Arc::new(list_append::ListAppend::new())),
+        "watch" => Some(Arc::new(watch::Watch::new())),
         _ => None,
     }
 }
 
 /// Names accepted by [`by_name`].
-pub const NAMES: &[&str] = &["register", "list-append"];
+pub const NAMES: &[&str] = &["register", "list-append", "watch"];
 
 #[cfg(test)]
 mod tests {

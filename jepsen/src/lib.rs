@@ -8,7 +8,8 @@
 //! The harness: [`db`] describes the databases (keel, etcd), [`cluster`] runs
 //! their members as processes (loopback or network namespaces), [`nemesis`]
 //! injects and heals faults on a schedule, [`workload`] drives clients and
-//! checks what they saw, [`recorder`] writes the history, [`run`] ties one test
+//! checks what they saw ([`elle`] and [`watchcheck`] are the checkers of two of
+//! them), [`recorder`] writes the history, [`run`] ties one test
 //! run together and [`html`] draws its report.
 //!
 //! Invariant: a verdict of `false` is always backed by an exhaustive search of

@@ -58,6 +58,7 @@ pub fn router(
         r = r
             .route("/debug/fault/cut", post(cut))
             .route("/debug/fault/heal", post(heal))
+            .route("/debug/fault/degrade", post(degrade))
             .route("/debug/fault", get(faults));
     }
     r.with_state(state)
@@ -152,12 +153,7 @@ async fn cut(
             .find(|id| format!("{id:x}") == p);
         match by_name.or(by_id) {
             Some(id) => ids.push(id),
-            None => {
-                return json(
-                    StatusCode::BAD_REQUEST,
-                    format!(r#"{{"error":"unknown peer {p:?}"}}"#),
-                )
-            }
+            None => return bad_request(format!("unknown peer: {p}")),
         }
     }
     let me = s.kv.identity().member_id;
@@ -165,6 +161,49 @@ async fn cut(
     tracing::warn!(?ids, "fault hook: cutting peer links");
     s.filter.block(ids);
     faults(State(s)).await
+}
+
+/// `POST /debug/fault/degrade?delay_ms=75&jitter_ms=50&loss=0.5` delays this
+/// member's outgoing Raft messages by delay ± jitter and drops the given
+/// share of them (netem's faults, in the process); without parameters it
+/// restores the links.
+async fn degrade(
+    State(s): State<HttpState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> axum::response::Response {
+    let mut quality = crate::transport::Quality::default();
+    for (name, value) in &q {
+        let bad = || bad_request(format!("bad {name}: {value}"));
+        match name.as_str() {
+            "delay_ms" | "jitter_ms" => {
+                let Ok(ms) = value.parse::<u64>() else {
+                    return bad();
+                };
+                let d = std::time::Duration::from_millis(ms);
+                if name == "delay_ms" {
+                    quality.delay = d;
+                } else {
+                    quality.jitter = d;
+                }
+            }
+            "loss" => match value.parse::<f64>() {
+                Ok(p) if (0.0..=1.0).contains(&p) => quality.loss = p,
+                _ => return bad(),
+            },
+            _ => return bad_request(format!("unknown parameter: {name}")),
+        }
+    }
+    tracing::warn!(?quality, "fault hook: degrading peer links");
+    s.filter.set_quality(quality);
+    faults(State(s)).await
+}
+
+/// A 400 with `{"error": msg}`.
+fn bad_request(msg: String) -> axum::response::Response {
+    json(
+        StatusCode::BAD_REQUEST,
+        serde_json::json!({ "error": msg }).to_string(),
+    )
 }
 
 async fn heal(State(s): State<HttpState>) -> axum::response::Response {
@@ -180,8 +219,15 @@ async fn faults(State(s): State<HttpState>) -> axum::response::Response {
         .iter()
         .map(|id| format!("\"{id:x}\""))
         .collect();
+    let q = s.filter.quality();
     json(
         StatusCode::OK,
-        format!(r#"{{"blocked":[{}]}}"#, blocked.join(",")),
+        format!(
+            r#"{{"blocked":[{}],"delay_ms":{},"jitter_ms":{},"loss":{}}}"#,
+            blocked.join(","),
+            q.delay.as_millis(),
+            q.jitter.as_millis(),
+            q.loss
+        ),
     )
 }

@@ -20,7 +20,8 @@
 //! (etcd's `ActiveSince`), for the strict reconfiguration checks.
 //!
 //! Faults for tests: a [`LinkFilter`] shared by both directions drops traffic to
-//! and from blocked peers. The binary exposes it only with the hidden
+//! and from blocked peers, and can delay or drop outgoing Raft messages
+//! ([`Quality`], netem's faults without a kernel qdisc). The binary exposes it only with the hidden
 //! `--unsafe-fault-hooks` flag (see `http.rs`).
 //!
 //! Snapshots: a `MsgSnapshot` from Raft is not put in the message stream. The
@@ -66,13 +67,59 @@ const SNAPSHOT_CHUNK: usize = 1024 * 1024;
 /// Chunks buffered between the image writer and the network.
 const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 4;
 
-/// Peers whose links are cut (test hook). Empty in production.
+/// Peers whose links are cut, and how the links to the others are degraded
+/// (test hooks). Empty and perfect in production.
 #[derive(Debug, Default)]
 pub struct LinkFilter {
     blocked: RwLock<HashSet<u64>>,
+    quality: RwLock<Quality>,
+}
+
+/// A degraded link (test hook), the way netem degrades an interface: every
+/// outgoing Raft message is dropped with probability `loss`, or sent `delay`
+/// ± `jitter` later (so messages may overtake each other, as packets do
+/// under netem's jitter).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Quality {
+    pub delay: Duration,
+    pub jitter: Duration,
+    pub loss: f64,
+}
+
+impl Quality {
+    /// No fault.
+    pub fn is_perfect(&self) -> bool {
+        self.delay.is_zero() && self.jitter.is_zero() && self.loss <= 0.0
+    }
 }
 
 impl LinkFilter {
+    /// Degrades every link (a perfect [`Quality`] restores them).
+    pub fn set_quality(&self, q: Quality) {
+        *self.quality.write().unwrap_or_else(|e| e.into_inner()) = q;
+    }
+
+    pub fn quality(&self) -> Quality {
+        *self.quality.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether to drop this message (the loss hook).
+    fn lose(&self) -> bool {
+        let loss = self.quality().loss;
+        loss > 0.0 && rand::random::<f64>() < loss
+    }
+
+    /// How long to hold back a batch (the delay hook); `None` when not.
+    fn hold(&self) -> Option<Duration> {
+        let q = self.quality();
+        if q.delay.is_zero() && q.jitter.is_zero() {
+            return None;
+        }
+        let j = q.jitter.as_secs_f64();
+        let d = q.delay.as_secs_f64() + (rand::random::<f64>() * 2.0 - 1.0) * j;
+        Some(Duration::from_secs_f64(d.max(0.0)))
+    }
+
     pub fn is_blocked(&self, peer: u64) -> bool {
         let b = self.blocked.read().unwrap_or_else(|e| e.into_inner());
         !b.is_empty() && b.contains(&peer)
@@ -83,11 +130,13 @@ impl LinkFilter {
             .unwrap_or_else(|e| e.into_inner())
             .extend(peers);
     }
+    /// Heals every cut link and restores their quality.
     pub fn heal(&self) {
         self.blocked
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.set_quality(Quality::default());
     }
     pub fn blocked(&self) -> Vec<u64> {
         let mut v: Vec<u64> = self
@@ -250,7 +299,7 @@ impl Outbox for PeerTransport {
         self.follow_members();
         for m in msgs {
             let to = m.to;
-            if self.filter.is_blocked(to) {
+            if self.filter.is_blocked(to) || self.filter.lose() {
                 continue;
             }
             match self.queues.get(&to) {
@@ -386,6 +435,15 @@ async fn peer_loop<O: Send + 'static>(
                         continue;
                     }
                     let batch = RaftBatch { cluster_id, from: me, messages };
+                    if let Some(hold) = link.filter.hold() {
+                        // The delay hook: send it later, off this loop.
+                        let stx = stx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(hold).await;
+                            let _ = stx.send(batch).await;
+                        });
+                        continue;
+                    }
                     if stx.send(batch).await.is_err() {
                         break;
                     }

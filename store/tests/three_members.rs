@@ -256,3 +256,71 @@ async fn leader_kill_loses_no_acknowledged_write() {
         "writes resumed only after {gap:?} (want < 2 s)"
     );
 }
+
+/// The degrade fault hook (what keel-jepsen's delay and loss nemeses use
+/// without netem): losing every outgoing Raft message stops commits, a delay
+/// slows them by at least the delay, and restoring the links brings writes
+/// back; bad parameters are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn degraded_peer_links_delay_or_stop_commits_until_restored() {
+    let c = Cluster::start_with(
+        3,
+        &["--heartbeat-interval", "50", "--election-timeout", "500"],
+    );
+    c.client().put("before", "1").await.unwrap();
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let degrade = |q: &str| {
+        for m in &c.members {
+            let (code, body) =
+                common::http_post(m.client_port, &format!("/debug/fault/degrade{q}")).unwrap();
+            assert_eq!(code, 200, "{body}");
+        }
+    };
+    let (code, body) =
+        common::http_post(c.members[0].client_port, "/debug/fault/degrade?loss=2").unwrap();
+    assert_eq!((code, body.as_str()), (400, r#"{"error":"bad loss: 2"}"#));
+    let (code, body) =
+        common::http_post(c.members[0].client_port, "/debug/fault/degrade?lag=1").unwrap();
+    assert_eq!(
+        (code, body.as_str()),
+        (400, r#"{"error":"unknown parameter: lag"}"#)
+    );
+
+    let short = keel_client::Client::new(
+        [c.members[leader].endpoint()],
+        keel_client::Options {
+            request_timeout: Duration::from_secs(2),
+            max_attempts: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    degrade("?loss=1");
+    assert!(
+        short.put("lost", "1").await.is_err(),
+        "a write committed with every message lost"
+    );
+    degrade("");
+    let started = std::time::Instant::now();
+    let mut ok = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if short.put("after-loss", "1").await.is_ok() {
+            ok = true;
+            break;
+        }
+    }
+    assert!(ok, "writes did not come back after the links were restored");
+
+    degrade("?delay_ms=300");
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let slow = c.member_client(leader);
+    let started = std::time::Instant::now();
+    slow.put("delayed", "1").await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300),
+        "a commit took {took:?} with 300 ms delay"
+    );
+    degrade("");
+    c.client().put("restored", "1").await.unwrap();
+}

@@ -159,11 +159,6 @@ impl Cluster {
         self.netns.is_some() || self.db.fault_hooks()
     }
 
-    /// Whether the network can be degraded so (namespaces only).
-    pub fn can_degrade(&self, q: Quality) -> bool {
-        self.netns.as_ref().is_some_and(|n| n.can(q))
-    }
-
     /// Undoes every fault: resumes paused members, restarts dead ones, heals
     /// the network and clears netem. Every step is tried; the first error is
     /// returned.

@@ -178,6 +178,11 @@ impl Netns {
         }
     }
 
+    /// Whether the kernel has netem (probed at setup).
+    pub fn has_netem(&self) -> bool {
+        self.netem
+    }
+
     /// Whether `q` can be made here.
     pub fn can(&self, q: Quality) -> bool {
         self.netem || (q == Quality::Loss && self.iptables)

@@ -1,6 +1,6 @@
 //! The network faults of a cluster: partitions (grudges applied through the
 //! members' fault hooks on loopback, or iptables in namespaces) and degraded
-//! links (netem, namespaces only).
+//! links (netem in namespaces, else the fault hooks).
 
 use std::time::Duration;
 
@@ -72,12 +72,53 @@ impl Cluster {
         }
     }
 
-    /// Degrades or restores every member's network (namespaces only).
-    pub fn degrade(&self, q: Option<Quality>) -> Result<()> {
-        match &self.netns {
-            Some(n) => n.degrade(q),
-            None if q.is_none() => Ok(()),
-            None => Err(harness("delay and loss need --netns")),
+    /// Whether the network can be degraded so: netem (or iptables, for loss)
+    /// in namespaces, else the db's fault hooks.
+    pub fn can_degrade(&self, q: Quality) -> bool {
+        self.netns.as_ref().is_some_and(|n| n.can(q)) || self.db.fault_hooks()
+    }
+
+    /// Degrades (`Some`) or restores (`None`) every member's network: through
+    /// the namespaces when they can, else through the fault hooks (keel's
+    /// `/debug/fault/degrade`, which delays or drops outgoing Raft messages:
+    /// peer traffic only, where netem also slows clients).
+    /// Returns how it was done (for the history).
+    pub fn degrade(&self, q: Option<Quality>) -> Result<&'static str> {
+        let hooks = |path: &str| -> Result<()> {
+            for i in 0..self.len() {
+                if self.is_up(i) {
+                    self.hook(i, path)?;
+                }
+            }
+            Ok(())
+        };
+        match (q, &self.netns) {
+            (Some(q), Some(n)) if n.can(q) => {
+                n.degrade(Some(q))?;
+                Ok(if n.has_netem() {
+                    "tc netem"
+                } else {
+                    "iptables statistic match"
+                })
+            }
+            (Some(Quality::Delay), _) if self.db.fault_hooks() => {
+                hooks("/debug/fault/degrade?delay_ms=75&jitter_ms=50")?;
+                Ok("fault hooks: outgoing Raft messages")
+            }
+            (Some(Quality::Loss), _) if self.db.fault_hooks() => {
+                hooks("/debug/fault/degrade?loss=0.5")?;
+                Ok("fault hooks: outgoing Raft messages")
+            }
+            (Some(q), _) => Err(harness(format!(
+                "{q:?} needs --netns (and, for delay, the kernel's sch_netem) or a db with fault hooks"
+            ))),
+            (None, netns) => {
+                let restored = netns.as_ref().map_or(Ok(()), |n| n.degrade(None));
+                if self.db.fault_hooks() {
+                    hooks("/debug/fault/degrade")?;
+                }
+                restored.map(|()| "restored")
+            }
         }
     }
 }

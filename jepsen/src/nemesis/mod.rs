@@ -10,8 +10,8 @@
 //! | `kill[:one\|leader\|majority]` | SIGKILL the member(s) | restart them |
 //! | `pause[:one\|leader\|majority]` | SIGSTOP | SIGCONT |
 //! | `partition[:one\|leader\|halves\|ring\|bridge]` | cut peer links | heal all links |
-//! | `delay` (netns only) | netem 75 ms ± 50 ms on every member | remove it |
-//! | `loss` (netns only) | netem 50 % loss on every member | remove it |
+//! | `delay` | 75 ms ± 50 ms on every member (netem, or keel's fault hooks) | remove it |
+//! | `loss` | 50 % loss on every member (netem, iptables, or keel's fault hooks) | remove it |
 //!
 //! Without a target, each injection picks one at random (seeded). Partitions
 //! follow Jepsen's shapes (jepsen.nemesis: `partition-random-node`,
@@ -138,7 +138,7 @@ pub fn parse(spec: &str, cluster: &Cluster) -> Result<(Nemeses, Vec<String>)> {
                     out.push(Box::new(netem::Netem::new(q)));
                 } else {
                     warnings.push(format!(
-                        "skipping {item}: it needs --netns (and, for delay, the kernel's sch_netem)"
+                        "skipping {item}: it needs --netns (and, for delay, the kernel's sch_netem) or a db with fault hooks"
                     ));
                 }
             }

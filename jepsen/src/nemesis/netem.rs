@@ -1,7 +1,9 @@
-//! Network quality faults (`--netns` only): every member's network delayed by
-//! 75 ms ± 50 ms or losing 50 % of its packets, the figures of Jepsen's etcd
-//! tests (see [`crate::cluster::netns`] for how: `tc netem`, or iptables'
-//! `statistic` match for loss where the kernel has no netem).
+//! Network quality faults: every member's network delayed by 75 ms ± 50 ms
+//! or losing 50 % of its packets, the figures of Jepsen's etcd tests. With
+//! `--netns`: `tc netem` (see [`crate::cluster::netns`]), or iptables'
+//! `statistic` match for loss where the kernel has no netem. Otherwise (and
+//! for delay without netem) keel's fault hooks delay or drop every member's
+//! outgoing Raft messages instead (peer traffic only; etcd has no such hook).
 
 use rand::rngs::StdRng;
 
@@ -29,12 +31,12 @@ impl Nemesis for Netem {
     }
 
     fn inject(&mut self, cluster: &Cluster, _: &mut StdRng) -> Result<String> {
-        cluster.degrade(Some(self.quality))?;
-        Ok(match self.quality {
+        let how = cluster.degrade(Some(self.quality))?;
+        let what = match self.quality {
             Quality::Delay => "75 ms ± 50 ms delay on every member",
             Quality::Loss => "50 % packet loss on every member",
-        }
-        .into())
+        };
+        Ok(format!("{what} ({how})"))
     }
 
     fn heal(&mut self, cluster: &Cluster) -> Result<String> {

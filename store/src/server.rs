@@ -115,7 +115,7 @@ impl Server {
                 other => Error::Sled(other),
             })?;
         let security = crate::tls::Security::load(&cfg.tls, &cfg.data_dir)?;
-        let storage = SledStorage::open(&db)?;
+        let storage = SledStorage::open_with_wal(&db, &dir.join("wal"))?;
         let meta = db.open_tree("meta")?;
         let store = Arc::new(Store::open(Arc::new(SledBackend::with_db(
             db.clone(),
@@ -576,7 +576,7 @@ pub fn restore(
     meta.term = 1;
     meta.set_conf_state(server.storage.conf_state());
     server.storage.apply_snapshot(&snap)?;
-    server.storage.flush()?;
+    server.storage.checkpoint()?;
     tracing::info!(
         revision = summary.revision,
         records = summary.records,
@@ -656,7 +656,7 @@ fn check_identity(
     if !Membership::has_records(store)? {
         if let Some(json) = meta.get(META_MEMBERS)? {
             Membership::bootstrap(store, &decode_members(&json)?)?;
-            storage.flush()?;
+            storage.checkpoint()?;
         }
     }
     match meta.get(META_REMOTES)? {
@@ -682,7 +682,7 @@ fn bootstrap(cfg: &Config, meta: &sled::Tree, storage: &SledStorage, store: &Sto
     meta.insert(META_MEMBER_ID, &cfg.member_id.to_be_bytes())?;
     meta.insert(META_NAME, cfg.name.as_bytes())?;
     meta.insert(META_MEMBERS, encode_members(&members).as_bytes())?;
-    storage.flush()?;
+    storage.checkpoint()?;
     tracing::info!(
         members = cfg.initial_cluster.len(),
         "bootstrapped a new cluster member"
@@ -706,7 +706,7 @@ fn join_cluster(
     meta.insert(META_MEMBER_ID, &cfg.member_id.to_be_bytes())?;
     meta.insert(META_NAME, cfg.name.as_bytes())?;
     meta.insert(META_REMOTES, encode_members(&joined.members).as_bytes())?;
-    storage.flush()?;
+    storage.checkpoint()?;
     tracing::info!(
         member = format!("{:x}", cfg.member_id),
         cluster = format!("{:x}", cfg.cluster_id),
@@ -753,7 +753,7 @@ fn sync_conf_state(membership: &Membership, storage: &SledStorage) -> Result<()>
         learners,
         ..Default::default()
     })?;
-    storage.flush()?;
+    storage.checkpoint()?;
     Ok(())
 }
 

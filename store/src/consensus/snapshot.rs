@@ -171,7 +171,7 @@ fn finish(
         snap.set_metadata(meta.clone());
         storage.apply_snapshot(&snap)?;
     }
-    storage.flush()?;
+    storage.checkpoint()?;
     fs::remove_file(dir.marker())?;
     sync_dir(&dir.path)?;
     dir.remove_others(image);

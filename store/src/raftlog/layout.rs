@@ -13,6 +13,8 @@ pub(super) const STATE_TREE: &str = "raft_state";
 pub(super) const HARD_STATE_KEY: &[u8] = b"hard_state";
 pub(super) const CONF_STATE_KEY: &[u8] = b"conf_state";
 pub(super) const SNAPSHOT_KEY: &[u8] = b"snapshot_metadata";
+/// The first WAL file not yet in sled (u64 big-endian), set at checkpoints.
+pub(super) const WAL_SEQ_KEY: &[u8] = b"wal_first_seq";
 
 /// Reads the state records and checks the log against them.
 pub(super) fn load(log: &sled::Tree, state: &sled::Tree) -> Result<Cache> {

@@ -63,9 +63,11 @@ use crate::{Error, Result};
 mod layout;
 #[cfg(test)]
 mod tests;
+pub mod wal;
 
 use layout::{check_index, decode, encode, key, load};
-use layout::{CONF_STATE_KEY, HARD_STATE_KEY, LOG_TREE, SNAPSHOT_KEY, STATE_TREE};
+use layout::{CONF_STATE_KEY, HARD_STATE_KEY, LOG_TREE, SNAPSHOT_KEY, STATE_TREE, WAL_SEQ_KEY};
+use wal::{Record, Wal};
 
 /// Builds the snapshot that [`Storage::snapshot`] hands to raft, given the
 /// requested index (raft's `request_index`, usually 0). Returning
@@ -89,6 +91,15 @@ struct Inner {
     provider: RwLock<Option<SharedProvider>>,
     /// Ranges of truncated entries for the background deleter.
     deleter: std::sync::Mutex<std::sync::mpsc::Sender<(u64, u64)>>,
+    /// The write-ahead log, when the storage has one ([`SledStorage::open_with_wal`]).
+    wal: std::sync::Mutex<Option<WalState>>,
+}
+
+struct WalState {
+    wal: Wal,
+    /// A change the WAL does not record was made: flush sled at the next
+    /// [`SledStorage::flush`].
+    checkpoint: bool,
 }
 
 /// Entries deleted per step by the background deleter.
@@ -185,8 +196,71 @@ impl SledStorage {
                 cache: RwLock::new(cache),
                 provider: RwLock::new(None),
                 deleter: std::sync::Mutex::new(start_deleter(log_for_deleter)),
+                wal: std::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// Opens the storage with a write-ahead log in `dir` (see [`wal`]):
+    /// replays into sled what sled may have lost since its last flush, makes
+    /// that durable, and from then on [`SledStorage::flush`] syncs only the
+    /// WAL (and sled at checkpoints).
+    pub fn open_with_wal(db: &sled::Db, dir: &std::path::Path) -> Result<SledStorage> {
+        let storage = SledStorage::open(db)?;
+        let first_seq = match storage.inner.state.get(WAL_SEQ_KEY)? {
+            Some(v) => u64::from_be_bytes(
+                v.as_ref()
+                    .try_into()
+                    .map_err(|_| Error::Corrupt(format!("raft log: bad WAL seq record {v:?}")))?,
+            ),
+            None => 1,
+        };
+        let (wal, records) = Wal::open(dir, first_seq)?;
+        let replayed = records.len();
+        for r in records {
+            match r {
+                Record::Entries(entries) => {
+                    let first = storage.first_index();
+                    let live: Vec<Entry> =
+                        entries.into_iter().filter(|e| e.index >= first).collect();
+                    storage.append(&live)?;
+                }
+                Record::HardState(hs) => storage.set_hard_state(&hs)?,
+            }
+        }
+        *storage.wal_lock() = Some(WalState {
+            wal,
+            checkpoint: true,
+        });
+        storage.checkpoint()?;
+        tracing::info!(
+            replayed,
+            wal_seq = first_seq,
+            last_index = storage.last_index(),
+            commit = storage.hard_state().commit,
+            "raft log opened with its WAL"
+        );
+        Ok(storage)
+    }
+
+    fn wal_lock(&self) -> std::sync::MutexGuard<'_, Option<WalState>> {
+        self.inner.wal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records in the WAL (if any) what `f` gives it.
+    fn log_to_wal(&self, f: impl FnOnce(&mut Wal) -> Result<()>) -> Result<()> {
+        match self.wal_lock().as_mut() {
+            Some(w) => f(&mut w.wal),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks a change the WAL does not record: sled is flushed at the next
+    /// [`SledStorage::flush`].
+    fn need_checkpoint(&self) {
+        if let Some(w) = self.wal_lock().as_mut() {
+            w.checkpoint = true;
+        }
     }
 
     /// Whether nothing was ever written (a fresh data dir).
@@ -213,6 +287,7 @@ impl SledStorage {
         cache.conf_state = cs;
         cache.snapshot = snapshot;
         cache.written = true;
+        self.need_checkpoint();
         Ok(())
     }
 
@@ -274,7 +349,7 @@ impl SledStorage {
         cache.last_index = tail.index;
         cache.last_term = tail.term;
         cache.written = true;
-        Ok(())
+        self.log_to_wal(|w| w.append_entries(entries))
     }
 
     /// Saves the hard state. Not durable until [`SledStorage::flush`].
@@ -299,6 +374,7 @@ impl SledStorage {
         self.inner.state.insert(CONF_STATE_KEY, encode(cs)?)?;
         cache.conf_state = cs.clone();
         cache.written = true;
+        self.need_checkpoint();
         Ok(())
     }
 
@@ -336,6 +412,7 @@ impl SledStorage {
         cache.last_index = meta.index;
         cache.last_term = meta.term;
         cache.written = true;
+        self.need_checkpoint();
         Ok(())
     }
 
@@ -371,6 +448,7 @@ impl SledStorage {
         cache.snapshot = meta;
         cache.written = true;
         drop(cache);
+        self.need_checkpoint();
         let deleter = self.inner.deleter.lock().unwrap_or_else(|e| e.into_inner());
         if deleter.send((first, compact_index)).is_err() {
             tracing::warn!("raft log: deleter gone; truncated entries stay until the next start");
@@ -385,16 +463,67 @@ impl SledStorage {
         *self.inner.provider.write().expect("raft log provider lock") = Some(Arc::from(f));
     }
 
-    /// Makes every write so far durable: syncs the whole sled database (all
-    /// trees, so the state machine's writes too). Call it once per `Ready`.
+    /// Makes every entry and hard state written so far durable. Call it once
+    /// per `Ready`. With a WAL: appends the current hard state and syncs the
+    /// WAL (one `fdatasync`); sled is flushed only at a checkpoint (after a
+    /// change the WAL does not record, or once the WAL file is large).
+    /// Without: syncs the whole sled database.
+    ///
+    /// The state machine's writes are not made durable by it (with a WAL):
+    /// the Raft log keeps the entries until a checkpoint has them in sled.
     ///
     /// Returns how long the sync took, for the caller's fsync histogram.
     pub fn flush(&self) -> Result<Duration> {
         let start = Instant::now();
-        let bytes = self.inner.db.flush()?;
+        let mut guard = self.wal_lock();
+        let Some(w) = guard.as_mut() else {
+            drop(guard);
+            let bytes = self.inner.db.flush()?;
+            let elapsed = start.elapsed();
+            tracing::trace!(bytes, ?elapsed, "raft log flushed");
+            return Ok(elapsed);
+        };
+        // Every sync ends with the hard state, so a replay ends with the
+        // hard state that matches the log it rebuilt.
+        let hs = self.read().hard_state.clone();
+        w.wal.append_hard_state(&hs)?;
+        w.wal.sync()?;
+        if w.checkpoint || w.wal.size() >= wal::ROTATE_BYTES {
+            self.checkpoint_locked(w)?;
+        }
         let elapsed = start.elapsed();
-        tracing::trace!(bytes, ?elapsed, "raft log flushed");
+        tracing::trace!(?elapsed, "raft log flushed");
         Ok(elapsed)
+    }
+
+    /// Makes everything durable, the state machine's writes and every other
+    /// sled tree included: syncs the WAL, flushes sled and starts a new WAL
+    /// file. For the rare moments that need it (bootstrap, snapshot install,
+    /// shutdown); per `Ready`, [`SledStorage::flush`].
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut guard = self.wal_lock();
+        match guard.as_mut() {
+            Some(w) => {
+                w.wal.sync()?;
+                self.checkpoint_locked(w)
+            }
+            None => {
+                drop(guard);
+                self.inner.db.flush()?;
+                Ok(())
+            }
+        }
+    }
+
+    fn checkpoint_locked(&self, w: &mut WalState) -> Result<()> {
+        let started = Instant::now();
+        let next = w.wal.next_seq();
+        self.inner.state.insert(WAL_SEQ_KEY, &next.to_be_bytes())?;
+        let bytes = self.inner.db.flush()?;
+        w.wal.rotate()?;
+        w.checkpoint = false;
+        tracing::debug!(bytes, wal_seq = next, took = ?started.elapsed(), "raft log: checkpoint (sled flushed, WAL rotated)");
+        Ok(())
     }
 
     /// The hard state (cached).
@@ -436,6 +565,7 @@ impl SledStorage {
         self.inner.state.insert(HARD_STATE_KEY, encode(&hs)?)?;
         cache.hard_state = hs;
         cache.written = true;
+        // The WAL gets the hard state at the next flush (the last one wins).
         Ok(())
     }
 

@@ -561,3 +561,82 @@ fn truncated_entries_are_deleted_in_the_background_and_leftovers_on_open() {
     assert_eq!((storage.first_index(), storage.last_index()), (4001, 5000));
     assert_eq!(db.open_tree(LOG_TREE).unwrap().len(), 1000);
 }
+
+/// The WAL makes a `Ready` durable without flushing sled: a sled that lost
+/// everything since its last checkpoint (here: an empty one, next to the
+/// WAL files of a storage that wrote entries and hard states) is rebuilt
+/// from the WAL on open, up to the last flush and no further.
+#[test]
+fn the_wal_rebuilds_what_sled_lost_since_its_checkpoint() {
+    let a = tempfile::tempdir().unwrap();
+    let db = crate::testutil::open_sled(&a.path().join("db"));
+    let storage = SledStorage::open_with_wal(&db, &a.path().join("wal")).unwrap();
+    storage
+        .append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
+        .unwrap();
+    let hs = HardState {
+        term: 1,
+        vote: 7,
+        commit: 2,
+        ..Default::default()
+    };
+    storage.set_hard_state(&hs).unwrap();
+    storage.flush().unwrap();
+    // A conflicting tail from a new leader, then the commit moves on.
+    storage.append(&[entry(3, 2), entry(4, 2)]).unwrap();
+    storage.set_commit(4).unwrap();
+    storage.flush().unwrap();
+    // Written after the last flush: never acknowledged, may be lost.
+    storage.append(&[entry(5, 2)]).unwrap();
+
+    let b = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(b.path().join("wal")).unwrap();
+    for f in std::fs::read_dir(a.path().join("wal")).unwrap() {
+        let f = f.unwrap();
+        std::fs::copy(f.path(), b.path().join("wal").join(f.file_name())).unwrap();
+    }
+    let db_b = crate::testutil::open_sled(&b.path().join("db"));
+    let rebuilt = SledStorage::open_with_wal(&db_b, &b.path().join("wal")).unwrap();
+    assert_eq!(rebuilt.last_index(), 4);
+    assert_eq!(rebuilt.term(3).unwrap(), 2);
+    assert_eq!(rebuilt.term(4).unwrap(), 2);
+    let want = HardState {
+        term: 1,
+        vote: 7,
+        commit: 4,
+        ..Default::default()
+    };
+    assert_eq!(rebuilt.hard_state(), want);
+    // The replay was checkpointed: sled alone now has it, the old WAL files
+    // are gone.
+    drop(rebuilt);
+    drop(db_b);
+    let db_b = crate::testutil::open_sled(&b.path().join("db"));
+    let plain = SledStorage::open(&db_b).unwrap();
+    assert_eq!((plain.last_index(), plain.hard_state()), (4, want));
+}
+
+/// Checkpoints rotate the WAL: a snapshot install (not in the WAL) flushes
+/// sled and starts a new file, so old records are never replayed over it.
+#[test]
+fn a_snapshot_install_is_a_checkpoint() {
+    let a = tempfile::tempdir().unwrap();
+    let wal = a.path().join("wal");
+    let db = crate::testutil::open_sled(&a.path().join("db"));
+    let storage = SledStorage::open_with_wal(&db, &wal).unwrap();
+    storage.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+    storage.flush().unwrap();
+    let files = || std::fs::read_dir(&wal).unwrap().count();
+    storage.apply_snapshot(&snapshot(10, 3, &[1])).unwrap();
+    storage.flush().unwrap();
+    assert_eq!(files(), 1);
+    let only = std::fs::read_dir(&wal).unwrap().next().unwrap().unwrap();
+    // The flush synced into the old file, then the checkpoint started an
+    // empty one.
+    assert_eq!(only.metadata().unwrap().len(), 0, "{only:?}");
+    drop(storage);
+    drop(db);
+    let db = crate::testutil::open_sled(&a.path().join("db"));
+    let reopened = SledStorage::open_with_wal(&db, &wal).unwrap();
+    assert_eq!((reopened.first_index(), reopened.last_index()), (11, 10));
+}

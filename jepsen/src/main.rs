@@ -202,6 +202,8 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
 enum ModelArg {
     Register,
     Kv,
+    /// acquire/release of locks, per lock name (the lock workload).
+    Mutex,
     /// list-append transactions, checked Elle-style for strict serializability.
     ListAppend,
 }
@@ -248,6 +250,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let model = match model {
                 ModelArg::Register => ModelKind::Register,
                 ModelArg::Kv => ModelKind::Kv,
+                ModelArg::Mutex => ModelKind::Mutex,
                 ModelArg::ListAppend => return check_list_append(&file, json),
             };
             let history = History::read(&file)?;

@@ -11,14 +11,15 @@
 //! op is a txn, the checker a dependency-cycle search), watch (a client is a
 //! long-lived watcher that records the events it saw; its checker applies
 //! etcd's watch guarantees to them) and lock (lease-backed critical sections,
-//! checked for mutual exclusion). Today: [`register::Register`] and
-//! [`list_append::ListAppend`].
+//! checked for mutual exclusion). Today: [`register::Register`],
+//! [`list_append::ListAppend`] and [`lock::Lock`].
 //!
 //! Recording rules (Jepsen's): an operation is `invoke`d, then `ok` (it took
 //! effect), `fail` (it certainly did not) or `info` (unknown: timed out, the
 //! connection broke, the leader changed). [`outcome_of_error`] sorts errors.
 
 pub mod list_append;
+pub mod lock;
 pub mod register;
 
 use std::future::Future;
@@ -214,12 +215,13 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Workload>> {
     match name {
         "register" => Some(Arc::new(register::Register::new())),
         "list-append" => Some(Arc::new(list_append::ListAppend::new())),
+        "lock" => Some(Arc::new(lock::Lock::new())),
         _ => None,
     }
 }
 
 /// Names accepted by [`by_name`].
-pub const NAMES: &[&str] = &["register", "list-append"];
+pub const NAMES: &[&str] = &["register", "list-append", "lock"];
 
 #[cfg(test)]
 mod tests {

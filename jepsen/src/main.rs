@@ -67,8 +67,9 @@ struct TestArgs {
     /// The workload.
     #[arg(long, default_value = "register")]
     workload: String,
-    /// Faults, comma-separated: kill, pause, partition, delay, loss (each with
-    /// an optional target, e.g. kill:leader, partition:ring), all, or none.
+    /// Faults, comma-separated: kill, pause, partition, delay, loss, member
+    /// (each with an optional target, e.g. kill:leader, partition:ring,
+    /// member:leader), all, or none.
     #[arg(long, default_value = "kill,partition")]
     nemesis: String,
     /// Seconds of workload.

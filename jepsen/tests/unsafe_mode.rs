@@ -8,6 +8,8 @@
 //!    not installed, unless KEEL_REQUIRE_TOOLS=1).
 //! 4. The list-append workload (Elle-style checker): the stale-read mode shows
 //!    real-time cycles; normal keel under kills and partitions has none.
+//! 5. keel under the membership nemesis (remove a member, add it back empty):
+//!    valid, and the removals really happened.
 //!
 //! The tests run one at a time (a lock), each a real `keel-jepsen test` run.
 //!
@@ -215,4 +217,48 @@ fn list_append_on_keel_is_strict_serializable() {
     ]);
     assert!(out.contains("no anomaly"), "{out}");
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn keel_is_valid_under_membership_changes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = keel_bin();
+    let (code, out) = jepsen(&[
+        "--keel-bin",
+        bin.to_str().unwrap(),
+        "--nemesis",
+        "member",
+        "--interval",
+        "6",
+        "--heal-after",
+        "3",
+        "--time-limit",
+        "20",
+        "--seed",
+        "1",
+    ]);
+    assert!(out.contains("linearizable: true"), "{out}");
+    assert_eq!(code, 0, "{out}");
+    let folder = out
+        .lines()
+        .find_map(|l| {
+            l.split_once("run folder: ")
+                .map(|(_, f)| f.trim().to_string())
+        })
+        .expect("a run folder");
+    let history = std::fs::read_to_string(Path::new(&folder).join("history.jsonl")).unwrap();
+    let removals = history
+        .lines()
+        .filter(|l| l.contains(r#""fault":"member""#) && l.contains(r#""f":"start""#))
+        .filter(|l| l.contains("removed m"))
+        .count();
+    let added = history
+        .lines()
+        .filter(|l| l.contains(r#""f":"stop""#) && l.contains("back through"))
+        .count();
+    assert!(removals >= 2, "fewer than two members removed:\n{out}");
+    assert_eq!(
+        removals, added,
+        "a removed member was not added back:\n{out}"
+    );
 }

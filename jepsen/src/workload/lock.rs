@@ -3,8 +3,9 @@
 //!
 //! A client's cycle, on the member it is pinned to:
 //! 1. grant a lease of [`TTL`] seconds and keep it alive in the background
-//!    (as etcd's `concurrency.Session` does); the grant is not a lock
-//!    operation and is not recorded;
+//!    (a keep-alive every third of the TTL, as etcd's `concurrency.Session`
+//!    does; see [`Renewer`]); the grant is not a lock operation and is not
+//!    recorded;
 //! 2. `acquire`: Lock(name, lease), with the op timeout. `ok` once the call
 //!    returned the lock's key; an error or timeout is `info` unless surely
 //!    not applied ([`super::outcome_of_error`]): a Lock that timed out may
@@ -124,6 +125,36 @@ impl Lock {
     }
 }
 
+/// Keeps a lease alive with one keep-alive every third of its TTL until
+/// dropped (etcd's `concurrency.Session` renews as often).
+///
+/// Not `keel_client::Client::keep_alive`: against etcd 3.4 its stream never
+/// renews anything (it waits for the stream's response headers before sending
+/// the first request, and etcd sends none before its first answer), so every
+/// lease would expire after its TTL. `lease_keep_alive_once` sends first.
+struct Renewer(tokio::task::JoinHandle<()>);
+
+impl Renewer {
+    fn start(c: keel_client::Client, lease: i64) -> Renewer {
+        let every = Duration::from_millis(TTL as u64 * 1000 / 3);
+        Renewer(tokio::spawn(async move {
+            loop {
+                if let Ok(Ok(0)) = tokio::time::timeout(every, c.lease_keep_alive_once(lease)).await
+                {
+                    return; // the lease is gone
+                }
+                tokio::time::sleep(every).await;
+            }
+        }))
+    }
+}
+
+impl Drop for Renewer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One cycle: lease, acquire, hold `hold`, release, revoke. Returns whether
 /// the lock was acquired and released (both `ok`); `None` when no lease could
 /// be granted (nothing recorded).
@@ -133,7 +164,7 @@ async fn cycle(ctx: &ClientCtx, name: &str, hold: Duration) -> Option<bool> {
         Ok(Ok(r)) => r.id,
         _ => return None,
     };
-    let keep_alive = c.keep_alive(lease);
+    let keep_alive = Renewer::start(c.clone(), lease);
     let acquired = ctx
         .perform(
             "acquire",

@@ -40,6 +40,7 @@ pub use history::History;
 pub enum ModelKind {
     Register,
     Kv,
+    Mutex,
 }
 
 impl ModelKind {
@@ -48,6 +49,7 @@ impl ModelKind {
         match self {
             ModelKind::Register => check(&model::register::Register, history, opts),
             ModelKind::Kv => check(&model::kv::Kv, history, opts),
+            ModelKind::Mutex => check(&model::mutex::Mutex, history, opts),
         }
     }
 }

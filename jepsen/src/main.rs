@@ -67,8 +67,9 @@ struct TestArgs {
     /// The workload.
     #[arg(long, default_value = "register")]
     workload: String,
-    /// Faults, comma-separated: kill, pause, partition, delay, loss (each with
-    /// an optional target, e.g. kill:leader, partition:ring), all, or none.
+    /// Faults, comma-separated: kill, pause, partition, delay, loss, member
+    /// (each with an optional target, e.g. kill:leader, partition:ring,
+    /// member:leader), all, or none.
     #[arg(long, default_value = "kill,partition")]
     nemesis: String,
     /// Seconds of workload.
@@ -202,6 +203,8 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
 enum ModelArg {
     Register,
     Kv,
+    /// acquire/release of locks, per lock name (the lock workload).
+    Mutex,
     /// list-append transactions, checked Elle-style for strict serializability.
     ListAppend,
     /// the watch workload's streams and writes, checked by etcd's watch rules.
@@ -264,6 +267,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let model = match model {
                 ModelArg::Register => ModelKind::Register,
                 ModelArg::Kv => ModelKind::Kv,
+                ModelArg::Mutex => ModelKind::Mutex,
                 ModelArg::ListAppend => return check_list_append(&file, json),
                 ModelArg::Watch => return check_watch(&file, json),
             };

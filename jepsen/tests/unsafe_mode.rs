@@ -292,3 +292,49 @@ fn watch_on_keel_holds_and_a_dropped_event_is_caught() {
         "{text}"
     );
 }
+
+/// Members removed and added back while the register workload runs: valid,
+/// and every removal was followed by the member's return.
+#[test]
+fn keel_is_valid_under_membership_changes() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = keel_bin();
+    let (code, out) = jepsen(&[
+        "--keel-bin",
+        bin.to_str().unwrap(),
+        "--nemesis",
+        "member",
+        "--interval",
+        "6",
+        "--heal-after",
+        "3",
+        "--time-limit",
+        "20",
+        "--seed",
+        "1",
+    ]);
+    assert!(out.contains("linearizable: true"), "{out}");
+    assert_eq!(code, 0, "{out}");
+    let folder = out
+        .lines()
+        .find_map(|l| {
+            l.split_once("run folder: ")
+                .map(|(_, f)| f.trim().to_string())
+        })
+        .expect("a run folder");
+    let history = std::fs::read_to_string(Path::new(&folder).join("history.jsonl")).unwrap();
+    let removals = history
+        .lines()
+        .filter(|l| l.contains(r#""fault":"member""#) && l.contains(r#""f":"start""#))
+        .filter(|l| l.contains("removed m"))
+        .count();
+    let added = history
+        .lines()
+        .filter(|l| l.contains(r#""f":"stop""#) && l.contains("back through"))
+        .count();
+    assert!(removals >= 2, "fewer than two members removed:\n{out}");
+    assert_eq!(
+        removals, added,
+        "a removed member was not added back:\n{out}"
+    );
+}

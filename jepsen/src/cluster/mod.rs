@@ -15,10 +15,16 @@
 //! state) stays cut by its peers. Members that are down or paused are skipped
 //! (their peers' cuts suffice).
 //!
+//! Membership changes ([`membership`]): a member removed with MemberRemove is
+//! killed and its data dir wiped; it is not restarted until it is added back
+//! (MemberAdd), then it starts empty with `--initial-cluster-state existing`
+//! and keeps those flags for every later start.
+//!
 //! Left out: a harness killed by SIGKILL leaves its members running (no
-//! parent-death signal without unsafe code); membership changes.
+//! parent-death signal without unsafe code).
 
 pub mod http;
+mod membership;
 pub mod netns;
 mod network;
 mod process;
@@ -67,6 +73,11 @@ impl Member {
 struct Proc {
     child: Option<Child>,
     paused: bool,
+    /// Removed from the cluster (MemberRemove) and not yet added back.
+    removed: bool,
+    /// The initial cluster it joined with after being added back: every later
+    /// start uses it with `--initial-cluster-state existing`.
+    joined: Option<String>,
 }
 
 /// A running cluster.
@@ -120,6 +131,7 @@ impl Cluster {
             token: format!("keel-jepsen-{}", std::process::id()),
             heartbeat_interval: opts.heartbeat_interval,
             election_timeout: opts.election_timeout,
+            existing: false,
         };
         let c = Cluster {
             db,
@@ -160,8 +172,8 @@ impl Cluster {
     }
 
     /// Undoes every fault: resumes paused members, restarts dead ones, heals
-    /// the network and clears netem. Every step is tried; the first error is
-    /// returned.
+    /// the network, clears netem and adds removed members back. Every step is
+    /// tried; the first error is returned.
     pub fn heal_all(&self) -> Result<()> {
         let mut first = None;
         for i in 0..self.len() {
@@ -183,6 +195,13 @@ impl Cluster {
         std::thread::sleep(Duration::from_millis(200));
         if let Err(e) = self.heal_network() {
             first.get_or_insert(e);
+        }
+        for i in 0..self.len() {
+            if self.is_removed(i) {
+                if let Err(e) = self.rejoin_member(i) {
+                    first.get_or_insert(e);
+                }
+            }
         }
         first.map_or(Ok(()), Err)
     }

@@ -14,14 +14,16 @@ use crate::error::harness;
 use crate::Result;
 
 impl Cluster {
-    fn procs(&self) -> MutexGuard<'_, Vec<Proc>> {
+    pub(super) fn procs(&self) -> MutexGuard<'_, Vec<Proc>> {
         self.procs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts member `i` unless it is running.
+    /// Starts member `i` unless it is running or removed from the cluster
+    /// (see [`Cluster::rejoin_member`]). A member that rejoined starts with
+    /// `--initial-cluster-state existing` and the initial cluster it joined.
     pub fn spawn(&self, i: usize) -> Result<()> {
         let mut procs = self.procs();
-        if procs[i].child.is_some() {
+        if procs[i].child.is_some() || procs[i].removed {
             return Ok(());
         }
         let m = &self.members[i];
@@ -36,13 +38,23 @@ impl Cluster {
             .append(true)
             .open(&m.log)
             .map_err(harness)?;
-        let _ = writeln!(log, "=== keel-jepsen: starting {} ===", m.name);
+        let joining = if procs[i].joined.is_some() {
+            " (added back: --initial-cluster-state existing)"
+        } else {
+            ""
+        };
+        let _ = writeln!(log, "=== keel-jepsen: starting {}{joining} ===", m.name);
         let mut argv: Vec<String> = match &self.netns {
             Some(n) => n.exec_prefix(i),
             None => Vec::new(),
         };
+        let mut cluster = self.spec.clone();
+        if let Some(joined) = &procs[i].joined {
+            cluster.initial_cluster = joined.clone();
+            cluster.existing = true;
+        }
         argv.push(self.db.binary().display().to_string());
-        argv.extend(self.db.args(&spec, &self.spec));
+        argv.extend(self.db.args(&spec, &cluster));
         let child = Command::new(&argv[0])
             .args(&argv[1..])
             .envs(self.db.env())
@@ -51,20 +63,26 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .map_err(|e| harness(format!("cannot start {}: {e}", argv.join(" "))))?;
-        procs[i] = Proc {
-            child: Some(child),
-            paused: false,
-        };
+        procs[i].child = Some(child);
+        procs[i].paused = false;
         Ok(())
     }
 
     /// SIGKILLs member `i` (if running) and reaps it.
     pub fn kill(&self, i: usize) {
+        self.stop(i, true);
+    }
+
+    /// SIGKILLs and reaps member `i`; if it had exited on its own and
+    /// `note_crash`, that is remembered as a crash (a removed member may stop
+    /// by itself: that is not one).
+    pub(super) fn stop(&self, i: usize, note_crash: bool) {
         let mut procs = self.procs();
         if let Some(mut c) = procs[i].child.take() {
             if let Ok(Some(status)) = c.try_wait() {
-                // It had died on its own: remember the crash.
-                self.lost(i, status.to_string());
+                if note_crash {
+                    self.lost(i, status.to_string());
+                }
             }
             let _ = c.kill();
             let _ = c.wait();

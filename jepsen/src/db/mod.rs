@@ -7,8 +7,9 @@
 //! Process control (spawning, signals, health) is the cluster's job, not the
 //! Db's: a Db only describes.
 //!
-//! Left out until the store has them: membership changes (a Db will then say
-//! how to add and remove a member, `--initial-cluster-state existing`).
+//! Membership changes need nothing more from a Db: both take etcd's Cluster
+//! API and `--initial-cluster-state existing` ([`ClusterSpec::existing`]) for a
+//! member that joins a running cluster.
 
 pub mod etcd;
 pub mod keel;
@@ -36,6 +37,9 @@ pub struct ClusterSpec {
     pub heartbeat_interval: u64,
     /// Milliseconds.
     pub election_timeout: u64,
+    /// `--initial-cluster-state existing` (a member joining a running
+    /// cluster after MemberAdd) instead of `new`.
+    pub existing: bool,
 }
 
 /// A database the harness can run.
@@ -66,7 +70,10 @@ pub fn common_args(m: &MemberSpec, c: &ClusterSpec) -> Vec<String> {
         ("--initial-advertise-peer-urls", m.peer_url.clone()),
         ("--initial-cluster", c.initial_cluster.clone()),
         ("--initial-cluster-token", c.token.clone()),
-        ("--initial-cluster-state", "new".to_string()),
+        (
+            "--initial-cluster-state",
+            if c.existing { "existing" } else { "new" }.to_string(),
+        ),
         ("--heartbeat-interval", c.heartbeat_interval.to_string()),
         ("--election-timeout", c.election_timeout.to_string()),
     ];
@@ -82,4 +89,37 @@ pub fn on_path(tool: &str) -> Option<PathBuf> {
     std::env::split_paths(&paths)
         .map(|p| p.join(tool))
         .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_joining_member_starts_with_existing_state() {
+        let m = MemberSpec {
+            name: "m1".into(),
+            client_url: "http://127.0.0.1:1".into(),
+            peer_url: "http://127.0.0.1:2".into(),
+            data_dir: PathBuf::from("/tmp/m1"),
+        };
+        let mut c = ClusterSpec {
+            initial_cluster: "m1=http://127.0.0.1:2".into(),
+            token: "t".into(),
+            heartbeat_interval: 100,
+            election_timeout: 1000,
+            existing: false,
+        };
+        let state = |c: &ClusterSpec| {
+            let a = common_args(&m, c);
+            let i = a
+                .iter()
+                .position(|x| x == "--initial-cluster-state")
+                .unwrap();
+            a[i + 1].clone()
+        };
+        assert_eq!(state(&c), "new");
+        c.existing = true;
+        assert_eq!(state(&c), "existing");
+    }
 }

@@ -14,12 +14,14 @@
 //! - `compile` may drop (return `None` for) an operation only if it can affect no
 //!   other operation, e.g. a read whose result is unknown.
 //!
-//! Models here: [`register::Register`] (read/write/cas) and [`kv::Kv`]
-//! (get/put/append per key). Later workloads add their own (etcd-style
+//! Models here: [`register::Register`] (read/write/cas), [`kv::Kv`]
+//! (get/put/append per key) and [`mutex::Mutex`] (acquire/release per lock
+//! name). Later workloads add their own (etcd-style
 //! revisions, leases ...).
 
 pub mod intern;
 pub mod kv;
+pub mod mutex;
 pub mod register;
 
 use std::hash::Hash;

@@ -12,12 +12,13 @@
 //! | `partition[:one\|leader\|halves\|ring\|bridge]` | cut peer links | heal all links |
 //! | `delay` | 75 ms ± 50 ms on every member (netem, or keel's fault hooks) | remove it |
 //! | `loss` | 50 % loss on every member (netem, iptables, or keel's fault hooks) | remove it |
+//! | `member[:one\|leader]` | MemberRemove a member, kill it, wipe its data | MemberAdd it back, start it empty |
 //!
 //! Without a target, each injection picks one at random (seeded). Partitions
 //! follow Jepsen's shapes (jepsen.nemesis: `partition-random-node`,
 //! `partition-random-halves`, `partition-majorities-ring`, bridge).
-//! Left out until membership exists: remove and re-add a member.
 
+pub mod membership;
 pub mod netem;
 pub mod partition;
 pub mod process;
@@ -88,7 +89,7 @@ pub fn parse(spec: &str, cluster: &Cluster) -> Result<(Nemeses, Vec<String>)> {
     let mut out: Nemeses = Vec::new();
     let mut warnings = Vec::new();
     let spec = if spec.trim() == "all" {
-        "kill,pause,partition,delay,loss"
+        "kill,pause,partition,delay,loss,member"
     } else {
         spec
     };
@@ -141,6 +142,15 @@ pub fn parse(spec: &str, cluster: &Cluster) -> Result<(Nemeses, Vec<String>)> {
                         "skipping {item}: it needs --netns (and, for delay, the kernel's sch_netem) or a db with fault hooks"
                     ));
                 }
+            }
+            "member" => {
+                let targets = match target {
+                    None => vec![Target::One, Target::Leader],
+                    Some("one") => vec![Target::One],
+                    Some("leader") => vec![Target::Leader],
+                    Some(_) => return Err(bad()),
+                };
+                out.push(Box::new(membership::Membership::new(targets)));
             }
             _ => return Err(bad()),
         }

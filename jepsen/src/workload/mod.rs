@@ -12,13 +12,14 @@
 //! long-lived watcher that records the events it saw; its checker applies
 //! etcd's watch guarantees to them) and lock (lease-backed critical sections,
 //! checked for mutual exclusion). Today: [`register::Register`],
-//! [`list_append::ListAppend`] and [`watch::Watch`].
+//! [`list_append::ListAppend`], [`watch::Watch`] and [`lock::Lock`].
 //!
 //! Recording rules (Jepsen's): an operation is `invoke`d, then `ok` (it took
 //! effect), `fail` (it certainly did not) or `info` (unknown: timed out, the
 //! connection broke, the leader changed). [`outcome_of_error`] sorts errors.
 
 pub mod list_append;
+pub mod lock;
 pub mod register;
 pub mod watch;
 
@@ -216,12 +217,13 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Workload>> {
         "register" => Some(Arc::new(register::Register::new())),
         "list-append" => Some(Arc::new(list_append::ListAppend::new())),
         "watch" => Some(Arc::new(watch::Watch::new())),
+        "lock" => Some(Arc::new(lock::Lock::new())),
         _ => None,
     }
 }
 
 /// Names accepted by [`by_name`].
-pub const NAMES: &[&str] = &["register", "list-append", "watch"];
+pub const NAMES: &[&str] = &["register", "list-append", "watch", "lock"];
 
 #[cfg(test)]
 mod tests {

@@ -379,3 +379,38 @@ async fn etcd_client_crate_lease_lock_election() {
         "{e}"
     );
 }
+
+/// keel-client's background keep-alive renews a lease on real etcd 3.4 as on
+/// keel (it once waited for etcd's stream headers, which etcd sends only
+/// with its first answer, so a 2 s lease expired on etcd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keel_client_keep_alive_renews_on_etcd_and_keel() {
+    let Some(etcd_bin) = common::require_tool("etcd", "etcd-server") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = common::Etcd::start(&etcd_bin, dir.path());
+    let keel = Cluster::start(1);
+    for (name, endpoint) in [
+        ("etcd", etcd.endpoint()),
+        ("keel", keel.members[0].endpoint()),
+    ] {
+        let c = keel_client::Client::new([endpoint], Default::default()).unwrap();
+        let id = c.lease_grant(2, 0).await.unwrap().id;
+        let mut ka = c.keep_alive(id);
+        let mut renewals = 0;
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        while let Ok(Some(ev)) = tokio::time::timeout_at(until, ka.next()).await {
+            match ev {
+                keel_client::KeepAliveEvent::Renewed { .. } => renewals += 1,
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert!(
+            renewals >= 3,
+            "{name}: {renewals} renewals in 5 s of a 2 s lease"
+        );
+        let ttl = c.lease_keep_alive_once(id).await.unwrap();
+        assert!(ttl > 0, "{name}: the lease expired while kept alive");
+    }
+}

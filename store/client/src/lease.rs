@@ -131,6 +131,13 @@ async fn run_keep_alive(client: Client, id: i64, tx: mpsc::Sender<KeepAliveEvent
     let mut attempt = 0usize;
     loop {
         let (req_tx, req_rx) = mpsc::channel(2);
+        // The first keep-alive goes in before the call is awaited: a Go gRPC
+        // server (etcd) sends the stream's response headers only with its
+        // first answer, so waiting for them first would wait for ever.
+        let mut sent = Instant::now();
+        if req_tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+            return;
+        }
         let opened = match client.channel_for_attempt(attempt).await {
             Ok(ch) => lease_client(ch),
             Err(e) => {
@@ -153,11 +160,15 @@ async fn run_keep_alive(client: Client, id: i64, tx: mpsc::Sender<KeepAliveEvent
                 continue;
             }
         };
+        let mut first = true;
         loop {
-            let sent = Instant::now();
-            if req_tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
-                break;
+            if !first {
+                sent = Instant::now();
+                if req_tx.send(LeaseKeepAliveRequest { id }).await.is_err() {
+                    break;
+                }
             }
+            first = false;
             match tokio::time::timeout(Duration::from_secs(2), stream.message()).await {
                 Ok(Ok(Some(resp))) => {
                     if resp.ttl <= 0 {

@@ -10,9 +10,9 @@
 //! the store never relies on: it publishes a revision only after its batch is
 //! applied). Scans return keys in ascending byte order.
 //!
-//! Leaves out: durability. No backend here ever flushes; the Raft log makes
-//! applied entries durable and the caller flushes the sled `Db` once per Raft
-//! `Ready`. Snapshot isolation is left out too: a scan may see writes made
+//! Leaves out: durability. No backend here ever flushes; the Raft log (its
+//! WAL) keeps every entry until a checkpoint has flushed sled past it, and a
+//! restart re-applies what sled lost. Snapshot isolation is left out too: a scan may see writes made
 //! while it runs.
 
 use std::collections::BTreeMap;

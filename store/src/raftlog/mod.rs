@@ -26,10 +26,13 @@
 //!   the deletion of the entries below it to a background thread (entries
 //!   below the first index are never read, and `open` deletes any a crash
 //!   left behind).
-//! - Nothing here is durable until [`SledStorage::flush`], which syncs the
-//!   whole database: the node calls it once per `Ready`, after appending the
-//!   entries and setting the hard state, and before sending the messages that
-//!   depend on them (raft-rs's persistence order).
+//! - Nothing here is durable until [`SledStorage::flush`]: the node calls it
+//!   once per `Ready`, after appending the entries and setting the hard state,
+//!   and before sending the messages that depend on them (raft-rs's
+//!   persistence order). A member's storage is opened with a write-ahead log
+//!   ([`SledStorage::open_with_wal`], see [`wal`]): `flush` then syncs one
+//!   append-only file, and sled is flushed only at checkpoints. Without one
+//!   (tests, offline tools) `flush` syncs the whole sled database.
 //! - Hard state, conf state, snapshot metadata, first and last index and the
 //!   last entry's term are cached in memory: reading them never touches sled.
 //!   Entries are read from sled (its page cache serves recent ones).

@@ -4,7 +4,9 @@
 //! range, key count, sizes, and a consistency check of what the files hold.
 //!
 //! The member must be stopped (sled locks the directory; a running member
-//! makes this fail with "in use").
+//! makes this fail with "in use"). It reads sled only: after a crash (not a
+//! clean stop) the newest Raft entries may still be only in the member's
+//! write-ahead log (`member/wal`), which the member replays when it starts.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

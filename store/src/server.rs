@@ -115,7 +115,7 @@ impl Server {
                 other => Error::Sled(other),
             })?;
         let security = crate::tls::Security::load(&cfg.tls, &cfg.data_dir)?;
-        let storage = SledStorage::open_with_wal(&db, &dir.join("wal"))?;
+        let storage = SledStorage::open_for_member(&db, &dir.join("wal"), cfg.raft_wal)?;
         let meta = db.open_tree("meta")?;
         let store = Arc::new(Store::open(Arc::new(SledBackend::with_db(
             db.clone(),

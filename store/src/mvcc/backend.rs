@@ -10,9 +10,9 @@
 //! the store never relies on: it publishes a revision only after its batch is
 //! applied). Scans return keys in ascending byte order.
 //!
-//! Leaves out: durability. No backend here ever flushes; the Raft log (its
-//! WAL) keeps every entry until a checkpoint has flushed sled past it, and a
-//! restart re-applies what sled lost. Snapshot isolation is left out too: a scan may see writes made
+//! Leaves out: durability. No backend here ever flushes; the Raft log storage
+//! flushes sled (once per `Ready`, or at its WAL's checkpoints) and keeps
+//! every entry until then, and a restart re-applies what sled lost. Snapshot isolation is left out too: a scan may see writes made
 //! while it runs.
 
 use std::collections::BTreeMap;

@@ -20,8 +20,8 @@
 //! (as in etcd); a revision becomes visible to readers only once its batch is
 //! applied; the current revision and the compact revision only grow.
 //!
-//! Leaves out: durability (sled is flushed at the Raft log's checkpoints; the
-//! Raft log replays anything lost since), leases (a kv only carries its
+//! Leaves out: durability (the Raft log storage flushes sled; the Raft log
+//! replays anything lost since), leases (a kv only carries its
 //! lease id), watch (built on [`Store::history`] and the events returned by
 //! [`WriteTxn::end`]), Raft snapshot transfer (`image` only writes and
 //! installs the state as one stream; `crate::snapshot` moves it), and

@@ -29,10 +29,11 @@
 //! - Nothing here is durable until [`SledStorage::flush`]: the node calls it
 //!   once per `Ready`, after appending the entries and setting the hard state,
 //!   and before sending the messages that depend on them (raft-rs's
-//!   persistence order). A member's storage is opened with a write-ahead log
-//!   ([`SledStorage::open_with_wal`], see [`wal`]): `flush` then syncs one
-//!   append-only file, and sled is flushed only at checkpoints. Without one
-//!   (tests, offline tools) `flush` syncs the whole sled database.
+//!   persistence order). Opened with a write-ahead log
+//!   ([`SledStorage::open_with_wal`], see [`wal`]; a member with
+//!   `--experimental-raft-wal`), `flush` syncs one append-only file and sled
+//!   is flushed only at checkpoints. Without one (the default, tests, offline
+//!   tools) `flush` syncs the whole sled database.
 //! - Hard state, conf state, snapshot metadata, first and last index and the
 //!   last entry's term are cached in memory: reading them never touches sled.
 //!   Entries are read from sled (its page cache serves recent ones).
@@ -231,11 +232,26 @@ impl SledStorage {
                 Record::HardState(hs) => storage.set_hard_state(&hs)?,
             }
         }
+        // A hard state is synced only with the log it goes with, but sled may
+        // have kept a newer, unsynced one whose commit points past the log
+        // the WAL rebuilt: those entries were never acknowledged here, so
+        // the leader still has them.
+        let mut hs = storage.hard_state();
+        if hs.commit > storage.last_index() {
+            tracing::warn!(
+                commit = hs.commit,
+                last_index = storage.last_index(),
+                "raft log: unsynced commit index past the log; lowered to the log"
+            );
+            hs.commit = storage.last_index();
+            storage.set_hard_state(&hs)?;
+        }
         *storage.wal_lock() = Some(WalState {
             wal,
             checkpoint: true,
         });
         storage.checkpoint()?;
+        storage.start_checkpointer();
         tracing::info!(
             replayed,
             wal_seq = first_seq,
@@ -243,6 +259,76 @@ impl SledStorage {
             commit = storage.hard_state().commit,
             "raft log opened with its WAL"
         );
+        Ok(storage)
+    }
+
+    /// Starts the background checkpointer (see [`wal`]); it ends when the
+    /// storage is dropped.
+    fn start_checkpointer(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("raft-wal-checkpoint".into())
+            .spawn(move || {
+                let mut last = Instant::now();
+                loop {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let Some(inner) = weak.upgrade() else { return };
+                    let storage = SledStorage { inner };
+                    if let Err(e) = storage.background_checkpoint(&mut last) {
+                        tracing::error!(error = %e, "raft WAL: background checkpoint failed; the Raft thread checkpoints past the backstop size");
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "raft WAL: no checkpointer thread; the Raft thread checkpoints past the backstop size");
+        }
+    }
+
+    /// One background checkpoint, when the WAL is due: under the WAL's lock,
+    /// start a new file and record in sled that it is the first one sled may
+    /// lack; then, with the lock released (the Raft thread goes on writing to
+    /// the new file), flush sled and delete the older files. Skipped while a
+    /// `Ready` is half written (records buffered), so every file ends with
+    /// the hard state of its last sync.
+    fn background_checkpoint(&self, last: &mut Instant) -> Result<()> {
+        let (next, dir) = {
+            let mut guard = self.wal_lock();
+            let Some(w) = guard.as_mut() else {
+                return Ok(());
+            };
+            let size = w.wal.size();
+            let due = size >= wal::CHECKPOINT_BYTES
+                || (size > 0 && last.elapsed() >= wal::CHECKPOINT_EVERY);
+            if !due || w.wal.has_buffered() {
+                return Ok(());
+            }
+            w.wal.start_next()?;
+            let next = w.wal.seq();
+            self.inner.state.insert(WAL_SEQ_KEY, &next.to_be_bytes())?;
+            (next, w.wal.dir().to_path_buf())
+        };
+        *last = Instant::now();
+        let bytes = self.inner.db.flush()?;
+        wal::delete_before(&dir, next)?;
+        tracing::debug!(bytes, wal_seq = next, took = ?last.elapsed(), "raft WAL: background checkpoint");
+        Ok(())
+    }
+
+    /// A member's storage: with the WAL in `dir` when `wal` (see
+    /// [`SledStorage::open_with_wal`]), else without; a WAL left by an
+    /// earlier start with it is replayed first, then removed.
+    pub fn open_for_member(db: &sled::Db, dir: &std::path::Path, wal: bool) -> Result<SledStorage> {
+        if wal {
+            return SledStorage::open_with_wal(db, dir);
+        }
+        if !dir.exists() {
+            return SledStorage::open(db);
+        }
+        let storage = SledStorage::open_with_wal(db, dir)?;
+        storage.checkpoint()?;
+        *storage.wal_lock() = None;
+        std::fs::remove_dir_all(dir).map_err(Error::Io)?;
+        tracing::info!(dir = %dir.display(), "raft log: the WAL of an earlier start is replayed and removed (--experimental-raft-wal is off)");
         Ok(storage)
     }
 
@@ -468,8 +554,9 @@ impl SledStorage {
 
     /// Makes every entry and hard state written so far durable. Call it once
     /// per `Ready`. With a WAL: appends the current hard state and syncs the
-    /// WAL (one `fdatasync`); sled is flushed only at a checkpoint (after a
-    /// change the WAL does not record, or once the WAL file is large).
+    /// WAL (one `fdatasync`); sled is flushed by the background checkpointer,
+    /// or here after a change the WAL does not record (or past the backstop
+    /// size).
     /// Without: syncs the whole sled database.
     ///
     /// The state machine's writes are not made durable by it (with a WAL):

@@ -640,3 +640,71 @@ fn a_snapshot_install_is_a_checkpoint() {
     let reopened = SledStorage::open_with_wal(&db, &wal).unwrap();
     assert_eq!((reopened.first_index(), reopened.last_index()), (11, 10));
 }
+
+/// The background checkpointer flushes sled and drops old WAL files once
+/// the WAL has grown, while appends go on; a reopen finds everything.
+#[test]
+fn the_background_checkpointer_keeps_the_wal_short() {
+    let a = tempfile::tempdir().unwrap();
+    let wal = a.path().join("wal");
+    let db = crate::testutil::open_sled(&a.path().join("db"));
+    let storage = SledStorage::open_with_wal(&db, &wal).unwrap();
+    let wal_bytes = || -> u64 {
+        std::fs::read_dir(&wal)
+            .unwrap()
+            .map(|f| f.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    // 12 MiB of entries, flushed a Ready at a time.
+    let data = vec![7u8; 64 * 1024];
+    for index in 1..=192u64 {
+        let e = Entry {
+            index,
+            term: 1,
+            data: data.clone().into(),
+            ..Default::default()
+        };
+        storage.append(&[e]).unwrap();
+        storage.flush().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while wal_bytes() > super::wal::CHECKPOINT_BYTES + 256 * 1024 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        wal_bytes() <= super::wal::CHECKPOINT_BYTES + 256 * 1024,
+        "the WAL still holds {} bytes",
+        wal_bytes()
+    );
+    drop(storage);
+    drop(db);
+    let db = crate::testutil::open_sled(&a.path().join("db"));
+    let reopened = SledStorage::open_with_wal(&db, &wal).unwrap();
+    assert_eq!(reopened.last_index(), 192);
+    assert_eq!(
+        reopened.entries(100, 101, None, ctx()).unwrap()[0]
+            .data
+            .len(),
+        data.len()
+    );
+}
+
+/// Turning `--experimental-raft-wal` off again: the WAL an earlier start
+/// left is replayed into sled and removed, nothing lost.
+#[test]
+fn a_wal_left_by_an_earlier_start_is_replayed_when_it_is_off() {
+    let a = tempfile::tempdir().unwrap();
+    let wal = a.path().join("wal");
+    let db = crate::testutil::open_sled(&a.path().join("db"));
+    let storage = SledStorage::open_for_member(&db, &wal, true).unwrap();
+    storage.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+    storage.flush().unwrap();
+    assert!(wal.exists());
+    drop(storage);
+    let storage = SledStorage::open_for_member(&db, &wal, false).unwrap();
+    assert!(!wal.exists());
+    assert_eq!(storage.last_index(), 2);
+    storage.append(&[entry(3, 1)]).unwrap();
+    storage.flush().unwrap();
+    assert!(!wal.exists(), "no WAL when it is off");
+}

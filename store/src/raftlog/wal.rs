@@ -4,10 +4,14 @@
 //!
 //! Every entry append and hard-state change is written to sled (unflushed)
 //! and recorded here; [`Wal::sync`] writes the buffered records and
-//! `fdatasync`s the file. sled is flushed only at a **checkpoint** (the WAL
-//! grew past [`ROTATE_BYTES`], or a rare change that the WAL does not record
-//! was made: a snapshot installed, a compaction, a conf state), after which
-//! the WAL starts a new file and the old ones are deleted.
+//! `fdatasync`s the file. sled is flushed only at a **checkpoint**: the WAL
+//! starts a new file, records in sled that the new file is the first one sled
+//! may lack, flushes sled, and deletes the older files. A background thread
+//! checkpoints every [`CHECKPOINT_BYTES`] or [`CHECKPOINT_EVERY`] (its sled
+//! flush runs beside the Raft thread, which goes on appending to the new
+//! file); the Raft thread checkpoints itself after a rare change the WAL does
+//! not record (a snapshot installed, a compaction, a conf state) and, as a
+//! backstop, past [`ROTATE_BYTES`].
 //!
 //! Files are `wal-<seq>.log` (seq in 16 hex digits) in the member's `wal`
 //! directory. A record is `len: u32 LE | crc32(kind, payload): u32 LE | kind:
@@ -37,8 +41,14 @@ use raft::eraftpb::{Entry, HardState};
 
 use crate::{Error, Result};
 
-/// A checkpoint is taken once the current file is this large.
-pub const ROTATE_BYTES: u64 = 16 * 1024 * 1024;
+/// The background checkpointer starts a new file and flushes sled once the
+/// current file is this large (or it is older than [`CHECKPOINT_EVERY`]).
+pub const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
+/// ... or once the current file has records this old.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// A file this large is checkpointed on the Raft thread (the background one
+/// fell behind).
+pub const ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 
 const KIND_ENTRIES: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
@@ -155,6 +165,11 @@ impl Wal {
         self.size + self.buf.len() as u64
     }
 
+    /// Whether records wait for [`Wal::sync`] (a `Ready` is half written).
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
     /// Records appended entries (buffered until [`Wal::sync`]).
     pub fn append_entries(&mut self, entries: &[Entry]) -> Result<()> {
         if entries.is_empty() {
@@ -215,21 +230,37 @@ impl Wal {
     /// everything recorded so far is durable elsewhere (sled flushed), and
     /// after recording there that the WAL now starts at [`Wal::next_seq`].
     pub fn rotate(&mut self) -> Result<()> {
-        debug_assert!(self.buf.is_empty(), "rotate after sync");
-        let next = Wal::create(&self.dir, self.seq + 1)?;
-        *self = next;
-        for (seq, path) in files(&self.dir)? {
-            if seq < self.seq {
-                std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
-            }
-        }
+        self.start_next()?;
+        delete_before(&self.dir, self.seq)
+    }
+
+    /// Starts file `seq + 1`, keeping the older ones (for a checkpoint whose
+    /// sled flush is still to come: then [`delete_before`]).
+    pub fn start_next(&mut self) -> Result<()> {
+        debug_assert!(self.buf.is_empty(), "start a file after sync");
+        *self = Wal::create(&self.dir, self.seq + 1)?;
         Ok(())
+    }
+
+    /// The WAL's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The seq the next [`Wal::rotate`] starts.
     pub fn next_seq(&self) -> u64 {
         self.seq + 1
     }
+}
+
+/// Deletes the WAL files in `dir` older than `seq`.
+pub fn delete_before(dir: &Path, seq: u64) -> Result<()> {
+    for (s, path) in files(dir)? {
+        if s < seq {
+            std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads one file's records into `out`. A torn or bad record ends the file

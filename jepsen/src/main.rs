@@ -213,9 +213,7 @@ enum ModelArg {
 
 /// `check --model watch`: exit 0 when every rule holds, 1 when one does not.
 fn check_watch(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let report = keel_jepsen::watchcheck::check(&keel_jepsen::history::own::parse(&lines)?)?;
+    let report = keel_jepsen::watchcheck::check(&keel_jepsen::workload::read_events(file)?)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -227,9 +225,7 @@ fn check_watch(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
 
 /// `check --model list-append`: exit 0 strict-serializable, 1 not.
 fn check_list_append(file: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("{}", file.display()))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let txns = keel_jepsen::elle::txns(&keel_jepsen::history::own::parse(&lines)?)?;
+    let txns = keel_jepsen::elle::txns(&keel_jepsen::workload::read_events(file)?)?;
     let report = keel_jepsen::elle::check(&txns);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -73,6 +73,14 @@ fn jepsen(args: &[&str]) -> (i32, String) {
     (o.status.code().unwrap_or(-1), out)
 }
 
+/// The run folder a `keel-jepsen test` output names on its verdict line.
+fn run_folder(out: &str) -> PathBuf {
+    out.lines()
+        .find_map(|l| l.split_once("run folder: "))
+        .map(|(_, f)| PathBuf::from(f.trim()))
+        .expect("the run folder is printed")
+}
+
 const PARTITIONS: &[&str] = &[
     "--nemesis",
     "partition:one,partition:leader",
@@ -242,12 +250,8 @@ fn watch_on_keel_holds_and_a_dropped_event_is_caught() {
     ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("all hold"), "{out}");
-    let folder = out
-        .split("run folder: ")
-        .nth(1)
-        .expect("the run folder is printed")
-        .trim();
-    let history = std::fs::read_to_string(Path::new(folder).join("history.jsonl")).unwrap();
+    let folder = run_folder(&out);
+    let history = std::fs::read_to_string(folder.join("history.jsonl")).unwrap();
 
     // Take the first event out of the 20th delivery of a whole-prefix watcher.
     let mut seen = 0;
@@ -271,7 +275,7 @@ fn watch_on_keel_holds_and_a_dropped_event_is_caught() {
         })
         .collect();
     let dropped = dropped.expect("a whole-prefix watcher delivered 20 responses");
-    let file = Path::new(folder).join("mutated.jsonl");
+    let file = folder.join("mutated.jsonl");
     std::fs::write(&file, mutated.join("\n")).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_keel-jepsen"))
         .args(["check", "--model", "watch", file.to_str().unwrap()])
@@ -315,14 +319,7 @@ fn keel_is_valid_under_membership_changes() {
     ]);
     assert!(out.contains("linearizable: true"), "{out}");
     assert_eq!(code, 0, "{out}");
-    let folder = out
-        .lines()
-        .find_map(|l| {
-            l.split_once("run folder: ")
-                .map(|(_, f)| f.trim().to_string())
-        })
-        .expect("a run folder");
-    let history = std::fs::read_to_string(Path::new(&folder).join("history.jsonl")).unwrap();
+    let history = std::fs::read_to_string(run_folder(&out).join("history.jsonl")).unwrap();
     let removals = history
         .lines()
         .filter(|l| l.contains(r#""fault":"member""#) && l.contains(r#""f":"start""#))

@@ -253,18 +253,15 @@ impl Report {
         self.counts.values().all(|&n| n == 0)
     }
 
-    /// Anomalies of the nine rules (false: none).
-    pub fn rules_valid(&self) -> bool {
-        RULES
+    /// `rule ×n` for each of `rules` that was violated (empty: all hold).
+    pub fn violated(&self, rules: &[&str]) -> Vec<String> {
+        rules
             .iter()
-            .all(|r| self.counts.get(r).copied().unwrap_or(0) == 0)
-    }
-
-    /// Anomalies of the history checks (false: none).
-    pub fn history_valid(&self) -> bool {
-        HISTORY_RULES
-            .iter()
-            .all(|r| self.counts.get(r).copied().unwrap_or(0) == 0)
+            .filter_map(|r| match self.counts.get(r).copied().unwrap_or(0) {
+                0 => None,
+                n => Some(format!("{r} ×{n}")),
+            })
+            .collect()
     }
 
     fn add(&mut self, rule: &'static str, process: Option<ProcessId>, text: String) {
@@ -304,16 +301,6 @@ impl Report {
             let _ = writeln!(s, "{}{who}: {}", a.rule, a.text);
         }
         s
-    }
-
-    /// The violated rules with counts, e.g. `reliable ×2, atomic ×1`.
-    pub fn summary(&self) -> String {
-        self.counts
-            .iter()
-            .filter(|(_, &n)| n > 0)
-            .map(|(r, n)| format!("{r} ×{n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 

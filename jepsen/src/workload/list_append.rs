@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 
 use super::{outcome_of_error, BoxFuture, Check, ClientCtx, FinalCtx, Outcome, Recovery, Workload};
 use crate::elle::{self, Mop};
-use crate::history::{own, EventType};
+use crate::history::EventType;
 
 const ACTIVE_KEYS: usize = 4;
 const APPENDS_PER_KEY: usize = 100;
@@ -236,12 +236,7 @@ impl Workload for ListAppend {
                         execute(&c, &mops).await
                     })
                     .await;
-                let mean = ctx.pace.as_secs_f64();
-                let mut pause = Duration::from_secs_f64(rng.gen_range(0.0..=2.0 * mean));
-                if out.kind != EventType::Ok {
-                    pause += Duration::from_millis(100);
-                }
-                tokio::time::sleep(pause).await;
+                ctx.pause(&mut rng, out.kind == EventType::Ok).await;
             }
         })
     }
@@ -256,16 +251,7 @@ impl Workload for ListAppend {
             let deadline = Instant::now() + ctx.timeout;
             let mut failed = Vec::new();
             for (i, (name, client)) in ctx.members.iter().enumerate() {
-                let c = ClientCtx {
-                    process: ctx.first_process + i as u64,
-                    node: name.clone(),
-                    client: client.clone(),
-                    recorder: ctx.recorder.clone(),
-                    stop: Default::default(),
-                    seed: 0,
-                    op_timeout: Duration::from_secs(2),
-                    pace: Duration::ZERO,
-                };
+                let c = ctx.client(i);
                 loop {
                     let (cl, m) = (client.clone(), mops.clone());
                     let out = c
@@ -300,12 +286,7 @@ impl Workload for ListAppend {
 
     fn check(&self, history: &Path, _threads: usize) -> crate::Result<Vec<Check>> {
         let started = Instant::now();
-        let text = std::fs::read_to_string(history).map_err(|source| crate::Error::Io {
-            path: history.to_path_buf(),
-            source,
-        })?;
-        let lines: Vec<&str> = text.lines().collect();
-        let txns = elle::txns(&own::parse(&lines)?)?;
+        let txns = elle::txns(&super::read_events(history)?)?;
         let report = elle::check(&txns);
         let millis = started.elapsed().as_millis();
         let counts: Vec<String> = report

@@ -4,7 +4,7 @@
 //! A client's cycle, on the member it is pinned to:
 //! 1. grant a lease of [`TTL`] seconds and keep it alive in the background
 //!    (a keep-alive every third of the TTL, as etcd's `concurrency.Session`
-//!    does; see [`Renewer`]); the grant is not a lock operation and is not
+//!    does: `keel_client::Client::keep_alive`); the grant is not a lock operation and is not
 //!    recorded;
 //! 2. `acquire`: Lock(name, lease), with the op timeout. `ok` once the call
 //!    returned the lock's key; an error or timeout is `info` unless surely
@@ -55,7 +55,7 @@ use serde_json::{json, Value};
 use super::{outcome_of_error, BoxFuture, Check, ClientCtx, FinalCtx, Outcome, Recovery, Workload};
 use crate::error::harness;
 use crate::history::EventType;
-use crate::{History, ModelKind, Options};
+use crate::ModelKind;
 
 /// Lock names in use at once.
 pub const ACTIVE_LOCKS: usize = 2;
@@ -125,36 +125,6 @@ impl Lock {
     }
 }
 
-/// Keeps a lease alive with one keep-alive every third of its TTL until
-/// dropped (etcd's `concurrency.Session` renews as often).
-///
-/// Not `keel_client::Client::keep_alive`: against etcd 3.4 its stream never
-/// renews anything (it waits for the stream's response headers before sending
-/// the first request, and etcd sends none before its first answer), so every
-/// lease would expire after its TTL. `lease_keep_alive_once` sends first.
-struct Renewer(tokio::task::JoinHandle<()>);
-
-impl Renewer {
-    fn start(c: keel_client::Client, lease: i64) -> Renewer {
-        let every = Duration::from_millis(TTL as u64 * 1000 / 3);
-        Renewer(tokio::spawn(async move {
-            loop {
-                if let Ok(Ok(0)) = tokio::time::timeout(every, c.lease_keep_alive_once(lease)).await
-                {
-                    return; // the lease is gone
-                }
-                tokio::time::sleep(every).await;
-            }
-        }))
-    }
-}
-
-impl Drop for Renewer {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// One cycle: lease, acquire, hold `hold`, release, revoke. Returns whether
 /// the lock was acquired and released (both `ok`); `None` when no lease could
 /// be granted (nothing recorded).
@@ -164,7 +134,7 @@ async fn cycle(ctx: &ClientCtx, name: &str, hold: Duration) -> Option<bool> {
         Ok(Ok(r)) => r.id,
         _ => return None,
     };
-    let keep_alive = Renewer::start(c.clone(), lease);
+    let keep_alive = c.keep_alive(lease);
     let acquired = ctx
         .perform(
             "acquire",
@@ -215,12 +185,7 @@ impl Workload for Lock {
                 let name = self.pick(&mut rng);
                 let hold = HOLD_MAX.mul_f64(rng.gen::<f64>());
                 let done = cycle(&ctx, &name, hold).await;
-                let mean = ctx.pace.as_secs_f64();
-                let mut pause = Duration::from_secs_f64(rng.gen_range(0.0..=2.0 * mean));
-                if done != Some(true) {
-                    pause += Duration::from_millis(100);
-                }
-                tokio::time::sleep(pause).await;
+                ctx.pause(&mut rng, done == Some(true)).await;
             }
         })
     }
@@ -230,17 +195,8 @@ impl Workload for Lock {
             let names = self.active();
             let deadline = Instant::now() + ctx.timeout;
             let mut failed = Vec::new();
-            for (i, (member, client)) in ctx.members.iter().enumerate() {
-                let c = ClientCtx {
-                    process: ctx.first_process + i as u64,
-                    node: member.clone(),
-                    client: client.clone(),
-                    recorder: ctx.recorder.clone(),
-                    stop: Default::default(),
-                    seed: 0,
-                    op_timeout: Duration::from_secs(2),
-                    pace: Duration::ZERO,
-                };
+            for (i, (member, _)) in ctx.members.iter().enumerate() {
+                let c = ctx.client(i);
                 'names: for name in &names {
                     while cycle(&c, name, Duration::ZERO).await != Some(true) {
                         if Instant::now() > deadline {
@@ -267,35 +223,13 @@ impl Workload for Lock {
     }
 
     fn check(&self, history: &Path, threads: usize) -> crate::Result<Vec<Check>> {
-        let started = Instant::now();
-        let h = History::read(history)?;
-        let opts = Options {
-            partition: true,
+        let linearizable = super::linearizable(
+            ModelKind::Mutex,
+            "linearizable (mutex)",
+            "lock",
+            history,
             threads,
-        };
-        let verdict = ModelKind::Mutex.check(&h, &opts)?;
-        let millis = started.elapsed().as_millis();
-        let summary = format!(
-            "{} ops on {} locks{}",
-            verdict.operations,
-            verdict.partitions,
-            match &verdict.counterexample {
-                Some(c) => format!(
-                    "; lock {} cannot be linearised ({} ops in the window)",
-                    c.partition.as_deref().unwrap_or("?"),
-                    c.window.len()
-                ),
-                None => String::new(),
-            }
-        );
-        let linearizable = Check {
-            name: "linearizable (mutex)".into(),
-            valid: verdict.linearizable,
-            summary,
-            text: verdict.to_string(),
-            verdict: Some(verdict),
-            millis,
-        };
+        )?;
         let started = Instant::now();
         let text = std::fs::read_to_string(history)
             .map_err(|e| harness(format!("{}: {e}", history.display())))?;

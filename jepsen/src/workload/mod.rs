@@ -60,6 +60,18 @@ impl ClientCtx {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// The pause between two of a client's operations: uniform with the
+    /// configured mean, 100 ms longer after one that did not succeed, so a
+    /// client of a dead member does not spin.
+    pub async fn pause(&self, rng: &mut impl rand::Rng, succeeded: bool) {
+        let mean = self.pace.as_secs_f64();
+        let mut pause = Duration::from_secs_f64(rng.gen_range(0.0..=2.0 * mean));
+        if !succeeded {
+            pause += Duration::from_millis(100);
+        }
+        tokio::time::sleep(pause).await;
+    }
+
     /// Records an invocation, runs `call` with the op timeout, records its
     /// completion; returns the outcome. A timeout is `timeout_kind` (`Info`
     /// for writes, `Fail` for reads, which have no effect).
@@ -176,6 +188,75 @@ pub struct FinalCtx {
     pub first_process: ProcessId,
     /// How long every member has to answer.
     pub timeout: Duration,
+}
+
+impl FinalCtx {
+    /// The final phase's client of member `i` (pinned to it, its own process
+    /// id, a 2 s op timeout).
+    pub fn client(&self, i: usize) -> ClientCtx {
+        let (node, client) = &self.members[i];
+        ClientCtx {
+            process: self.first_process + i as u64,
+            node: node.clone(),
+            client: client.clone(),
+            recorder: self.recorder.clone(),
+            stop: Default::default(),
+            seed: 0,
+            op_timeout: Duration::from_secs(2),
+            pace: Duration::ZERO,
+        }
+    }
+}
+
+/// The events of a run's history file (keel-jepsen's own format).
+pub fn read_events(history: &Path) -> Result<Vec<crate::history::Event>> {
+    let text = std::fs::read_to_string(history).map_err(|source| crate::Error::Io {
+        path: history.to_path_buf(),
+        source,
+    })?;
+    let lines: Vec<&str> = text.lines().collect();
+    crate::history::own::parse(&lines)
+}
+
+/// The linearizability check of `history` against `model`, split by key:
+/// the one row of the register and lock workloads. `part` names what a key
+/// is (`key`, `lock`) in the summary.
+pub fn linearizable(
+    model: crate::ModelKind,
+    name: &str,
+    part: &str,
+    history: &Path,
+    threads: usize,
+) -> Result<Check> {
+    let started = std::time::Instant::now();
+    let h = crate::History::read(history)?;
+    let opts = crate::Options {
+        partition: true,
+        threads,
+    };
+    let verdict = model.check(&h, &opts)?;
+    let millis = started.elapsed().as_millis();
+    let summary = format!(
+        "{} ops in {} {part}s{}",
+        verdict.operations,
+        verdict.partitions,
+        match &verdict.counterexample {
+            Some(c) => format!(
+                "; {part} {} cannot be linearised ({} ops in the window)",
+                c.partition.as_deref().unwrap_or("?"),
+                c.window.len()
+            ),
+            None => String::new(),
+        }
+    );
+    Ok(Check {
+        name: name.into(),
+        valid: verdict.linearizable,
+        summary,
+        text: verdict.to_string(),
+        verdict: Some(verdict),
+        millis,
+    })
 }
 
 /// The outcome of the final phase.

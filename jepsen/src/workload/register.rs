@@ -37,7 +37,7 @@ use serde_json::{json, Value};
 
 use super::{outcome_of_error, BoxFuture, Check, ClientCtx, FinalCtx, Outcome, Recovery, Workload};
 use crate::history::EventType;
-use crate::{History, ModelKind, Options};
+use crate::ModelKind;
 
 /// Keys in use at once.
 const ACTIVE_KEYS: usize = 3;
@@ -186,16 +186,7 @@ impl Register {
         let deadline = Instant::now() + ctx.timeout;
         let mut failed = Vec::new();
         for (i, (name, client)) in ctx.members.iter().enumerate() {
-            let c = ClientCtx {
-                process: ctx.first_process + i as u64,
-                node: name.clone(),
-                client: client.clone(),
-                recorder: ctx.recorder.clone(),
-                stop: Default::default(),
-                seed: 0,
-                op_timeout: Duration::from_secs(2),
-                pace: Duration::ZERO,
-            };
+            let c = ctx.client(i);
             'keys: for key in &keys {
                 loop {
                     let out = c
@@ -283,14 +274,7 @@ impl Workload for Register {
             let mut rng = StdRng::seed_from_u64(ctx.seed);
             while !ctx.stopped() {
                 let out = self.one_op(&ctx, &mut rng).await;
-                // Uniform pause with the configured mean; a longer one after
-                // an error, so a client of a dead member does not spin.
-                let mean = ctx.pace.as_secs_f64();
-                let mut pause = Duration::from_secs_f64(rng.gen_range(0.0..=2.0 * mean));
-                if out.kind != EventType::Ok {
-                    pause += Duration::from_millis(100);
-                }
-                tokio::time::sleep(pause).await;
+                ctx.pause(&mut rng, out.kind == EventType::Ok).await;
             }
         })
     }
@@ -300,34 +284,12 @@ impl Workload for Register {
     }
 
     fn check(&self, history: &Path, threads: usize) -> crate::Result<Vec<Check>> {
-        let started = Instant::now();
-        let h = History::read(history)?;
-        let opts = Options {
-            partition: true,
+        Ok(vec![super::linearizable(
+            ModelKind::Register,
+            "linearizable (register)",
+            "key",
+            history,
             threads,
-        };
-        let verdict = ModelKind::Register.check(&h, &opts)?;
-        let millis = started.elapsed().as_millis();
-        let summary = format!(
-            "{} ops in {} keys{}",
-            verdict.operations,
-            verdict.partitions,
-            match &verdict.counterexample {
-                Some(c) => format!(
-                    "; key {} cannot be linearised ({} ops in the window)",
-                    c.partition.as_deref().unwrap_or("?"),
-                    c.window.len()
-                ),
-                None => String::new(),
-            }
-        );
-        Ok(vec![Check {
-            name: "linearizable (register)".into(),
-            valid: verdict.linearizable,
-            summary,
-            text: verdict.to_string(),
-            verdict: Some(verdict),
-            millis,
-        }])
+        )?])
     }
 }

@@ -58,7 +58,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::{outcome_of_error, BoxFuture, Check, ClientCtx, FinalCtx, Outcome, Recovery, Workload};
-use crate::history::{own, EventType, ProcessId};
+use crate::history::{EventType, ProcessId};
 use crate::recorder::{Actor, Record};
 use crate::watchcheck;
 
@@ -310,12 +310,7 @@ impl Watch {
                     execute(&ctx.client, &mops),
                 )
                 .await;
-            let mean = ctx.pace.as_secs_f64();
-            let mut pause = Duration::from_secs_f64(rng.gen_range(0.0..=2.0 * mean));
-            if out.kind != EventType::Ok {
-                pause += Duration::from_millis(100);
-            }
-            tokio::time::sleep(pause).await;
+            ctx.pause(&mut rng, out.kind == EventType::Ok).await;
         }
     }
 
@@ -330,8 +325,8 @@ impl Watch {
                 w.next > *revision || Instant::now() > *deadline
             }
         };
-        let deliver = |f: &str, kind: EventType, value: Value, error: Option<String>| {
-            let rec = |kind, value, error| Record {
+        let record = |f: &str, kind: EventType, value: Value, error: Option<String>| {
+            ctx.recorder.record(Record {
                 process: Actor::Client(process),
                 kind,
                 f: f.to_string(),
@@ -340,40 +335,23 @@ impl Watch {
                 time: 0,
                 node: Some(ctx.node.clone()),
                 error,
-            };
-            ctx.recorder
-                .record(rec(EventType::Invoke, Value::Null, None));
-            ctx.recorder.record(rec(kind, value, error));
+            });
+        };
+        // A delivery: an invoke and its completion at the same instant.
+        let deliver = |f: &str, kind: EventType, value: Value, error: Option<String>| {
+            record(f, EventType::Invoke, Value::Null, None);
+            record(f, kind, value, error);
         };
         while !done(w) {
             let spec = w.spec.json(w.next);
-            ctx.recorder.record(Record {
-                process: Actor::Client(process),
-                kind: EventType::Invoke,
-                f: "open".into(),
-                key: None,
-                value: spec.clone(),
-                time: 0,
-                node: Some(ctx.node.clone()),
-                error: None,
-            });
+            record("open", EventType::Invoke, spec.clone(), None);
             let opened = tokio::time::timeout(ctx.op_timeout, open(&ctx.client, &w.spec, w.next))
                 .await
                 .unwrap_or_else(|_| Err("timed out".into()));
-            let (kind, error) = match &opened {
-                Ok(_) => (EventType::Ok, None),
-                Err(e) => (EventType::Fail, Some(e.clone())),
-            };
-            ctx.recorder.record(Record {
-                process: Actor::Client(process),
-                kind,
-                f: "open".into(),
-                key: None,
-                value: spec,
-                time: 0,
-                node: Some(ctx.node.clone()),
-                error,
-            });
+            match &opened {
+                Ok(_) => record("open", EventType::Ok, spec, None),
+                Err(e) => record("open", EventType::Fail, spec, Some(e.clone())),
+            }
             let Ok((requests, mut stream)) = opened else {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
@@ -475,21 +453,11 @@ impl Watch {
 
     async fn final_phase(self: Arc<Self>, ctx: FinalCtx) -> Recovery {
         let deadline = Instant::now() + ctx.timeout;
-        let client_ctx = |i: usize| ClientCtx {
-            process: ctx.first_process + i as u64,
-            node: ctx.members[i].0.clone(),
-            client: ctx.members[i].1.clone(),
-            recorder: ctx.recorder.clone(),
-            stop: Default::default(),
-            seed: i as u64,
-            op_timeout: Duration::from_secs(2),
-            pace: Duration::ZERO,
-        };
         // One last write, on the first member that takes it.
         let mut target = None;
         'write: while Instant::now() < deadline {
             for i in 0..ctx.members.len() {
-                let c = client_ctx(i);
+                let c = ctx.client(i);
                 let v = self.next_value.fetch_add(1, Ordering::Relaxed);
                 let mops = vec![Mop::Put(key(0), v.to_string())];
                 let input = json!({ "ops": mops_json(&mops) });
@@ -527,7 +495,7 @@ impl Watch {
             let Some(i) = ctx.members.iter().position(|(n, _)| *n == w.node) else {
                 continue;
             };
-            let mut c = client_ctx(i);
+            let mut c = ctx.client(i);
             c.seed = w.process;
             let me = self.clone();
             tasks.push(tokio::spawn(async move {
@@ -644,54 +612,35 @@ impl Workload for Watch {
 
     fn check(&self, history: &Path, _threads: usize) -> crate::Result<Vec<Check>> {
         let started = Instant::now();
-        let text = std::fs::read_to_string(history).map_err(|source| crate::Error::Io {
-            path: history.to_path_buf(),
-            source,
-        })?;
-        let lines: Vec<&str> = text.lines().collect();
-        let report = watchcheck::check(&own::parse(&lines)?)?;
+        let report = watchcheck::check(&super::read_events(history)?)?;
         let millis = started.elapsed().as_millis();
         let text = report.text();
         let stats = format!(
             "{} streams of {} watchers, {} events, {} revisions",
             report.streams, report.watchers, report.delivered, report.revisions
         );
-        let rules = watchcheck::RULES;
-        let history_rules = watchcheck::HISTORY_RULES;
-        let summary_of = |names: &[&str]| {
-            let bad: Vec<String> = names
-                .iter()
-                .filter_map(|r| match report.counts.get(r).copied().unwrap_or(0) {
-                    0 => None,
-                    n => Some(format!("{r} ×{n}")),
-                })
-                .collect();
-            if bad.is_empty() {
-                format!("{stats}; all hold")
-            } else {
-                format!("{stats}; violated: {}", bad.join(", "))
-            }
-        };
-        Ok(vec![
+        let check = |name: &str, rules: &[&str], about: &str| {
+            let bad = report.violated(rules);
             Check {
-                name: "watch (etcd's 9 rules)".into(),
-                valid: report.rules_valid(),
-                summary: summary_of(rules),
+                name: name.into(),
+                valid: bad.is_empty(),
+                summary: if bad.is_empty() {
+                    format!("{about}; all hold")
+                } else {
+                    format!("{about}; violated: {}", bad.join(", "))
+                },
                 text: text.clone(),
                 verdict: None,
                 millis,
-            },
-            Check {
-                name: "watch vs writes".into(),
-                valid: report.history_valid(),
-                summary: summary_of(history_rules).replace(
-                    &format!("{stats}; "),
-                    &format!("{} writes; ", report.writes),
-                ),
-                text,
-                verdict: None,
-                millis,
-            },
+            }
+        };
+        Ok(vec![
+            check("watch (etcd's 9 rules)", watchcheck::RULES, &stats),
+            check(
+                "watch vs writes",
+                watchcheck::HISTORY_RULES,
+                &format!("{} writes", report.writes),
+            ),
         ])
     }
 }

@@ -210,6 +210,14 @@ impl SledStorage {
     /// that durable, and from then on [`SledStorage::flush`] syncs only the
     /// WAL (and sled at checkpoints).
     pub fn open_with_wal(db: &sled::Db, dir: &std::path::Path) -> Result<SledStorage> {
+        let storage = SledStorage::replay_wal(db, dir)?;
+        storage.start_checkpointer();
+        Ok(storage)
+    }
+
+    /// Opens the storage, replays the WAL in `dir` into sled and checkpoints
+    /// (sled flushed, a new empty WAL file); no checkpointer thread yet.
+    fn replay_wal(db: &sled::Db, dir: &std::path::Path) -> Result<SledStorage> {
         let storage = SledStorage::open(db)?;
         let first_seq = match storage.inner.state.get(WAL_SEQ_KEY)? {
             Some(v) => u64::from_be_bytes(
@@ -251,7 +259,6 @@ impl SledStorage {
             checkpoint: true,
         });
         storage.checkpoint()?;
-        storage.start_checkpointer();
         tracing::info!(
             replayed,
             wal_seq = first_seq,
@@ -324,8 +331,8 @@ impl SledStorage {
         if !dir.exists() {
             return SledStorage::open(db);
         }
-        let storage = SledStorage::open_with_wal(db, dir)?;
-        storage.checkpoint()?;
+        // Replayed and checkpointed: sled holds everything, the WAL is empty.
+        let storage = SledStorage::replay_wal(db, dir)?;
         *storage.wal_lock() = None;
         std::fs::remove_dir_all(dir).map_err(Error::Io)?;
         tracing::info!(dir = %dir.display(), "raft log: the WAL of an earlier start is replayed and removed (--experimental-raft-wal is off)");

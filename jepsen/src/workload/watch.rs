@@ -45,17 +45,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keel_client::{request_op, response_op, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest};
-use keel_proto::etcdserverpb::watch_client::WatchClient;
-use keel_proto::etcdserverpb::{
-    watch_request, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
-};
+use keel_proto::etcdserverpb::{watch_request, WatchProgressRequest, WatchRequest};
 use keel_proto::mvccpb::{Event as PbEvent, KeyValue};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::{outcome_of_error, BoxFuture, Check, ClientCtx, FinalCtx, Outcome, Recovery, Workload};
 use crate::history::{EventType, ProcessId};
@@ -239,6 +234,19 @@ async fn execute(c: &keel_client::Client, mops: &[Mop]) -> Outcome {
     }
 }
 
+/// A recorded `write` of `mops` (unknown on timeout).
+async fn write(ctx: &ClientCtx, mops: &[Mop]) -> Outcome {
+    let input = json!({ "ops": mops_json(mops) });
+    ctx.perform(
+        "write",
+        None,
+        input,
+        EventType::Info,
+        execute(&ctx.client, mops),
+    )
+    .await
+}
+
 /// One delivered event as the history holds it.
 fn event_json(e: &PbEvent) -> Value {
     let kv = |kv: &KeyValue| {
@@ -265,7 +273,7 @@ enum Until<'a> {
 }
 
 /// An open stream: its request side and its responses.
-type Stream = (mpsc::Sender<WatchRequest>, tonic::Streaming<WatchResponse>);
+type Stream = keel_client::watch::RawStream;
 
 impl Watch {
     pub fn new() -> Watch {
@@ -299,17 +307,7 @@ impl Watch {
     async fn writer(&self, ctx: ClientCtx) {
         let mut rng = StdRng::seed_from_u64(ctx.seed);
         while !ctx.stopped() {
-            let mops = self.generate(&mut rng);
-            let input = json!({ "ops": mops_json(&mops) });
-            let out = ctx
-                .perform(
-                    "write",
-                    None,
-                    input,
-                    EventType::Info,
-                    execute(&ctx.client, &mops),
-                )
-                .await;
+            let out = write(&ctx, &self.generate(&mut rng)).await;
             ctx.pause(&mut rng, out.kind == EventType::Ok).await;
         }
     }
@@ -459,17 +457,7 @@ impl Watch {
             for i in 0..ctx.members.len() {
                 let c = ctx.client(i);
                 let v = self.next_value.fetch_add(1, Ordering::Relaxed);
-                let mops = vec![Mop::Put(key(0), v.to_string())];
-                let input = json!({ "ops": mops_json(&mops) });
-                let out = c
-                    .perform(
-                        "write",
-                        None,
-                        input,
-                        EventType::Info,
-                        execute(&c.client, &mops),
-                    )
-                    .await;
+                let out = write(&c, &[Mop::Put(key(0), v.to_string())]).await;
                 if out.kind == EventType::Ok {
                     target = out.value["revision"].as_i64();
                     break 'write;
@@ -545,41 +533,18 @@ fn jitter(rng: &mut StdRng) -> Duration {
 /// confirm it.
 async fn open(c: &keel_client::Client, spec: &Spec, start: i64) -> Result<Stream, String> {
     let channel = c.channel().await.map_err(|e| e.to_string())?;
-    let mut filters = Vec::new();
-    if spec.no_put {
-        filters.push(0);
-    }
-    if spec.no_delete {
-        filters.push(1);
-    }
-    let create = WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(
-            WatchCreateRequest {
-                key: spec.key.as_bytes().to_vec(),
-                range_end: spec.range_end.as_bytes().to_vec(),
-                start_revision: start,
-                progress_notify: false,
-                filters,
-                prev_kv: spec.prev_kv,
-                watch_id: 0,
-                fragment: true,
-            },
-        )),
+    let opts = keel_client::WatchOptions {
+        range_end: spec.range_end.as_bytes().to_vec(),
+        prev_kv: spec.prev_kv,
+        no_put: spec.no_put,
+        no_delete: spec.no_delete,
+        fragment: true,
+        ..Default::default()
     };
-    let (tx, rx) = mpsc::channel(4);
-    tx.send(create).await.map_err(|e| e.to_string())?;
-    let mut request = tonic::Request::new(ReceiverStream::new(rx));
-    // A member without a leader ends the stream (as etcd's clients ask).
-    request.metadata_mut().insert(
-        "hasleader",
-        tonic::metadata::MetadataValue::from_static("true"),
-    );
-    let mut stream = WatchClient::new(channel)
-        .max_decoding_message_size(usize::MAX)
-        .watch(request)
+    let first = opts.create_request(spec.key.as_bytes(), start);
+    let (tx, mut stream) = keel_client::watch::open_raw(channel, first)
         .await
-        .map_err(|e| e.to_string())?
-        .into_inner();
+        .map_err(|e| e.to_string())?;
     match stream.message().await {
         Ok(Some(r)) if r.created && !r.canceled => Ok((tx, stream)),
         Ok(Some(r)) => Err(format!(

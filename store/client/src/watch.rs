@@ -55,6 +55,63 @@ impl WatchOptions {
         self.prev_kv = true;
         self
     }
+
+    /// The request that creates this watch on `key` from `start_revision`
+    /// (0: changes after now).
+    pub fn create_request(&self, key: &[u8], start_revision: i64) -> WatchRequest {
+        let mut filters = Vec::new();
+        if self.no_put {
+            filters.push(0);
+        }
+        if self.no_delete {
+            filters.push(1);
+        }
+        WatchRequest {
+            request_union: Some(watch_request::RequestUnion::CreateRequest(
+                WatchCreateRequest {
+                    key: key.to_vec(),
+                    range_end: self.range_end.clone(),
+                    start_revision,
+                    progress_notify: self.progress_notify,
+                    filters,
+                    prev_kv: self.prev_kv,
+                    watch_id: 0,
+                    fragment: self.fragment,
+                },
+            )),
+        }
+    }
+}
+
+/// The request side and the responses of a raw watch stream.
+pub type RawStream = (
+    mpsc::Sender<WatchRequest>,
+    tonic::Streaming<keel_proto::etcdserverpb::WatchResponse>,
+);
+
+/// Opens a raw Watch stream on `channel` with `first` as its first request,
+/// for callers that drive the stream themselves (keel-client's own watch,
+/// test harnesses). It carries etcd's `hasleader` metadata: a member
+/// without a leader ends the stream.
+pub async fn open_raw(
+    channel: crate::auth::AuthChannel,
+    first: WatchRequest,
+) -> std::result::Result<RawStream, tonic::Status> {
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(first)
+        .await
+        .map_err(|_| tonic::Status::cancelled("watch request stream closed"))?;
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    request.metadata_mut().insert(
+        "hasleader",
+        tonic::metadata::MetadataValue::from_static("true"),
+    );
+    let stream = WatchClient::new(channel)
+        .max_decoding_message_size(usize::MAX)
+        .watch(request)
+        .await?
+        .into_inner();
+    Ok((tx, stream))
 }
 
 /// What a watch delivers.
@@ -155,39 +212,8 @@ async fn run_once(
     tx: &mpsc::Sender<WatchMessage>,
     ctl: &mut mpsc::Receiver<()>,
 ) -> Ended {
-    let mut filters = Vec::new();
-    if opts.no_put {
-        filters.push(0);
-    }
-    if opts.no_delete {
-        filters.push(1);
-    }
-    let create = WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(
-            WatchCreateRequest {
-                key: key.to_vec(),
-                range_end: opts.range_end.clone(),
-                start_revision: *next_rev,
-                progress_notify: opts.progress_notify,
-                filters,
-                prev_kv: opts.prev_kv,
-                watch_id: 0,
-                fragment: opts.fragment,
-            },
-        )),
-    };
-    let (req_tx, req_rx) = mpsc::channel(4);
-    if req_tx.send(create).await.is_err() {
-        return Ended::Broken;
-    }
-    let mut request = tonic::Request::new(ReceiverStream::new(req_rx));
-    request.metadata_mut().insert(
-        "hasleader",
-        tonic::metadata::MetadataValue::from_static("true"),
-    );
-    let mut wc = WatchClient::new(channel).max_decoding_message_size(usize::MAX);
-    let mut stream = match wc.watch(request).await {
-        Ok(r) => r.into_inner(),
+    let (req_tx, mut stream) = match open_raw(channel, opts.create_request(key, *next_rev)).await {
+        Ok(opened) => opened,
         Err(_) => return Ended::Broken,
     };
     let mut watch_id = None;

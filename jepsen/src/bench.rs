@@ -35,7 +35,7 @@ pub fn data_dir(explicit: Option<PathBuf>) -> Result<PathBuf> {
 /// The rows of `expected.tsv`: (relative path, linearizable).
 pub fn expected(dir: &Path) -> Result<Vec<(String, bool)>> {
     let path = dir.join("expected.tsv");
-    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io { path, source })?;
+    let text = std::fs::read_to_string(&path).map_err(|error| Error::Io { path, error })?;
     let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let mut cols = line.split('\t');

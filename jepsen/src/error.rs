@@ -9,12 +9,12 @@ use std::path::PathBuf;
 /// keel-jepsen's error enum.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A file could not be read.
-    #[error("{}: {source}", path.display())]
+    /// A file could not be read. The reason is in the message, not a
+    /// `source`, so a report of the whole chain says it once.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A history line that cannot be parsed, or an operation the model cannot use.
     #[error("line {line}: {reason}: {text}")]

@@ -192,9 +192,9 @@ impl History {
 
     /// Reads and parses a history file.
     pub fn read(path: &Path) -> Result<History> {
-        let content = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        let content = std::fs::read_to_string(path).map_err(|error| Error::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         History::parse(&content)
     }

@@ -50,7 +50,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::history::{Event, EventType, ProcessId};
+use crate::history::{own, Event, EventType, ProcessId};
 use crate::{Error, Result};
 
 /// The rules, in the order reports list them.
@@ -362,10 +362,14 @@ fn collect(events: &[Event]) -> Result<(Vec<Watcher>, Vec<Write>)> {
         let Some(inv) = open.remove(&e.process) else {
             continue;
         };
-        let bad = |why: &str| Error::input(e.line, &e.value.to_string(), why.to_string());
+        // Errors point at the line that holds the bad value: the invocation
+        // for ops and specs, else the completion.
+        let bad_at = |ev: &Event, why: &str| Error::input(ev.line, &own::to_line(ev), why);
+        let bad = |why: &str| bad_at(e, why);
         match e.f.as_str() {
             "write" => {
-                let mops = parse_mops(&inv.value["ops"]).ok_or_else(|| bad("bad write ops"))?;
+                let mops =
+                    parse_mops(&inv.value["ops"]).ok_or_else(|| bad_at(inv, "bad write ops"))?;
                 let outcome = match e.kind {
                     EventType::Ok => WriteOutcome::Ok {
                         revision: e.value["revision"]
@@ -388,14 +392,15 @@ fn collect(events: &[Event]) -> Result<(Vec<Watcher>, Vec<Write>)> {
                 });
             }
             "open" => {
-                let spec = Spec::from_json(&inv.value).ok_or_else(|| bad("bad watch spec"))?;
+                let spec =
+                    Spec::from_json(&inv.value).ok_or_else(|| bad_at(inv, "bad watch spec"))?;
                 let w = watchers.entry(e.process).or_insert_with(|| Watcher {
                     process: e.process,
                     spec: spec.clone(),
                     deliveries: Vec::new(),
                 });
                 if w.spec != spec {
-                    return Err(bad("a watcher changed its spec"));
+                    return Err(bad_at(inv, "a watcher changed its spec"));
                 }
                 if e.kind == EventType::Ok {
                     let start = inv.value["start_revision"].as_i64().unwrap_or(0);

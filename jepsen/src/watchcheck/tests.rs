@@ -329,3 +329,25 @@ fn watchers_that_disagree_are_inconsistent() {
     let r = h.check();
     assert!(r.counts["inconsistent"] >= 1, "{}", r.text());
 }
+
+#[test]
+fn bad_input_names_the_line_that_holds_it() {
+    let mut h = H::default();
+    h.push(
+        0,
+        EventType::Invoke,
+        "write",
+        json!({"ops": [["put", "k"]]}),
+    );
+    h.push(0, EventType::Ok, "write", json!({"revision": 2}));
+    let e = check(&h.events).unwrap_err().to_string();
+    assert!(e.starts_with("line 1: bad write ops"), "{e}");
+    let mut h = H::default();
+    h.push(1, EventType::Invoke, "events", Value::Null);
+    h.push(1, EventType::Ok, "events", json!({"events": []}));
+    let e = check(&h.events).unwrap_err().to_string();
+    assert!(
+        e.starts_with("line 2: a delivery before the watcher's first open"),
+        "{e}"
+    );
+}

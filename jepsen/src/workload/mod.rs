@@ -210,9 +210,9 @@ impl FinalCtx {
 
 /// The events of a run's history file (keel-jepsen's own format).
 pub fn read_events(history: &Path) -> Result<Vec<crate::history::Event>> {
-    let text = std::fs::read_to_string(history).map_err(|source| crate::Error::Io {
+    let text = std::fs::read_to_string(history).map_err(|error| crate::Error::Io {
         path: history.to_path_buf(),
-        source,
+        error,
     })?;
     let lines: Vec<&str> = text.lines().collect();
     crate::history::own::parse(&lines)

@@ -124,12 +124,9 @@ pub struct StoreFlags {
         allow_negative_numbers = true
     )]
     pub quota_backend_bytes: i64,
-    /// keel only: bytes of sled's page cache (the MVCC data and Raft log kept in memory; the rest is read from disk).
+    /// keel only: bytes of sled's page cache (the MVCC data kept in memory; the rest is read from disk).
     #[arg(long, env = "KEEL_BACKEND_CACHE_BYTES", default_value_t = DEFAULT_BACKEND_CACHE_BYTES)]
     pub backend_cache_bytes: u64,
-    /// keel only, experimental: make each Raft Ready durable with one fdatasync of a write-ahead log instead of a flush of the whole sled database (faster writes; off by default: with it, sled 0.34's SegmentAccountant deadlock hung a member in a benchmark run).
-    #[arg(long, env = "KEEL_EXPERIMENTAL_RAFT_WAL", default_value_t = false)]
-    pub experimental_raft_wal: bool,
     /// Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.
     #[arg(long, env = "KEEL_AUTO_COMPACTION_MODE", default_value = "periodic")]
     pub auto_compaction_mode: String,
@@ -232,8 +229,6 @@ pub struct Config {
     pub quota_backend_bytes: i64,
     /// `--backend-cache-bytes`: sled's cache capacity.
     pub backend_cache_bytes: u64,
-    /// `--experimental-raft-wal`: the Raft log's write-ahead log.
-    pub raft_wal: bool,
     /// Automatic compaction, if on.
     pub auto_compaction: Option<AutoCompaction>,
     /// How often the leader compares hashes with the other members, if at all.
@@ -395,7 +390,6 @@ impl StoreFlags {
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             quota_backend_bytes: self.quota_backend_bytes,
             backend_cache_bytes: self.backend_cache_bytes,
-            raft_wal: self.experimental_raft_wal,
             auto_compaction,
             corrupt_check_interval,
             revision_compaction_interval: self.unsafe_revision_compaction_interval,

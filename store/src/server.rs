@@ -68,7 +68,7 @@ use crate::membership::service::{ClusterService, MembershipPeerService};
 use crate::membership::{gate, join, Member, Members, Membership};
 use crate::metrics::Metrics;
 use crate::mvcc::{ImageSummary, SledBackend, Store};
-use crate::raftlog::SledStorage;
+use crate::raftlog::RaftStorage;
 use crate::service::KvService;
 use crate::transport::{Activity, LinkFilter, PeerService, PeerTransport, TransportDeps};
 use crate::watch::grpc::WatchServer;
@@ -83,8 +83,7 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// One member, opened but not yet serving.
 pub struct Server {
     cfg: Config,
-    db: sled::Db,
-    storage: SledStorage,
+    storage: RaftStorage,
     store: Arc<Store>,
     snaps: SnapDir,
     membership: Arc<Membership>,
@@ -115,7 +114,7 @@ impl Server {
                 other => Error::Sled(other),
             })?;
         let security = crate::tls::Security::load(&cfg.tls, &cfg.data_dir)?;
-        let storage = SledStorage::open_for_member(&db, &dir.join("wal"), cfg.raft_wal)?;
+        let storage = RaftStorage::open(&dir.join("wal"), Some(&db))?;
         let meta = db.open_tree("meta")?;
         let store = Arc::new(Store::open(Arc::new(SledBackend::with_db(
             db.clone(),
@@ -149,7 +148,6 @@ impl Server {
         );
         Ok(Server {
             cfg,
-            db,
             storage,
             store,
             snaps,
@@ -162,7 +160,6 @@ impl Server {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<()> {
         let Server {
             cfg,
-            db,
             storage,
             store,
             snaps,
@@ -225,6 +222,17 @@ impl Server {
         // raft-rs requires applied <= commit; the MVCC consistent index may be
         // durable a little ahead of the commit index in the hard state.
         let applied = store.consistent_index();
+        // sled recovered its state up to `applied`: entries up to there may
+        // leave the Raft log; the checkpointer moves that point on.
+        storage.set_durable_applied(applied);
+        {
+            let status = node.status().clone();
+            storage.start_checkpointer(move || {
+                status
+                    .applied_index
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            });
+        }
         if applied > storage.hard_state().commit {
             storage.set_commit(applied)?;
         }
@@ -532,7 +540,7 @@ impl Server {
         })
         .await;
         let _ = tokio::task::spawn_blocking(move || driver_thread.join()).await;
-        db.flush()?;
+        storage.checkpoint()?;
         result
     }
 }
@@ -613,7 +621,7 @@ const META_REMOTES: &[u8] = b"remotes";
 fn check_identity(
     cfg: &mut Config,
     meta: &sled::Tree,
-    storage: &SledStorage,
+    storage: &RaftStorage,
     store: &Store,
     dialer: &crate::tls::Dialer,
 ) -> Result<BTreeMap<MemberId, Vec<String>>> {
@@ -670,7 +678,7 @@ fn check_identity(
 
 /// A new cluster's member: Raft's configuration and the member list from
 /// `--initial-cluster`, identical on every initial member.
-fn bootstrap(cfg: &Config, meta: &sled::Tree, storage: &SledStorage, store: &Store) -> Result<()> {
+fn bootstrap(cfg: &Config, meta: &sled::Tree, storage: &RaftStorage, store: &Store) -> Result<()> {
     let cs = ConfState {
         voters: cfg.initial_cluster.iter().map(|m| m.id).collect(),
         ..Default::default()
@@ -696,7 +704,7 @@ fn bootstrap(cfg: &Config, meta: &sled::Tree, storage: &SledStorage, store: &Sto
 fn join_cluster(
     cfg: &mut Config,
     meta: &sled::Tree,
-    storage: &SledStorage,
+    storage: &RaftStorage,
     dialer: &crate::tls::Dialer,
 ) -> Result<BTreeMap<MemberId, Vec<String>>> {
     let joined = join::join(cfg, dialer)?;
@@ -724,7 +732,7 @@ fn join_cluster(
 /// agree unless a crash fell between the apply batch that recorded a
 /// membership change and the conf state write after it; the member list,
 /// written atomically with the applied index, is the one to trust.
-fn sync_conf_state(membership: &Membership, storage: &SledStorage) -> Result<()> {
+fn sync_conf_state(membership: &Membership, storage: &RaftStorage) -> Result<()> {
     let Some((voters, learners)) = membership.conf_state() else {
         return Ok(());
     };

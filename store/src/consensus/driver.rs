@@ -34,7 +34,7 @@ use super::snapshot::{self, SnapDir};
 use super::{Command, ConfChange, ConfChangeKind, Replication, StateMachine, Status};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::raftlog::SledStorage;
+use crate::raftlog::RaftStorage;
 
 /// Where the driver sends Raft messages. Implemented by the peer transport.
 pub trait Outbox: Send + 'static {
@@ -54,7 +54,7 @@ struct ReadWaiter {
 
 /// Owns the `RawNode` and everything waiting on it.
 pub struct Driver<SM: StateMachine, T: Outbox> {
-    raw: RawNode<SledStorage>,
+    raw: RawNode<RaftStorage>,
     sm: SM,
     outbox: T,
     rx: crossbeam_channel::Receiver<Command<SM::Output>>,
@@ -89,7 +89,7 @@ pub struct LogRetention {
 impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        raw: RawNode<SledStorage>,
+        raw: RawNode<RaftStorage>,
         sm: SM,
         outbox: T,
         rx: crossbeam_channel::Receiver<Command<SM::Output>>,
@@ -478,12 +478,16 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
 
     /// Drops applied entries from the Raft log once `snapshot_count` were
     /// applied past the retained tail, keeping `catchup_entries` of them. No
-    /// copy of the state is needed: it is durable in the same database as the
-    /// log. The storage only moves its first index here; the entries are
-    /// deleted on its background thread.
+    /// copy of the state is needed, only that the state machine's effects of
+    /// the dropped entries are durable in sled: entries above the storage's
+    /// `durable_applied` (the last background flush of sled) stay.
     fn truncate_log(&mut self) -> Result<()> {
         let store = self.raw.store();
-        let applied = self.sm.applied_index().min(self.raw.raft.raft_log.applied);
+        let applied = self
+            .sm
+            .applied_index()
+            .min(self.raw.raft.raft_log.applied)
+            .min(store.durable_applied());
         let first = store.first_index();
         let keep_from = applied.saturating_sub(self.log.catchup_entries).max(1);
         if keep_from <= first || keep_from - first < self.log.snapshot_count {

@@ -2,8 +2,8 @@
 //! installed, and how an interrupted install is finished.
 //!
 //! keel follows etcd's shape. Truncating the Raft log needs no copy of the
-//! state: the state machine's writes are durable in sled with every `Ready`,
-//! so the log is simply compacted (keeping the last
+//! state: the state machine's writes are in sled, flushed in the background,
+//! so the log is simply compacted up to what a flush covered (keeping the last
 //! `--experimental-snapshot-catchup-entries` entries for slow followers) and
 //! the raft-rs snapshot is only metadata (index, term, conf state). When a
 //! follower needs a snapshot, the leader answers raft-rs with that metadata
@@ -19,7 +19,8 @@
 //!
 //! 1. write the marker `snap/installing` (the encoded metadata), synced;
 //! 2. replace the state machine's content with the image;
-//! 3. install the metadata in the Raft log storage; flush everything;
+//! 3. install the metadata in the Raft log storage; flush sled, then sync the
+//!    Raft WAL (`RaftStorage::checkpoint`);
 //! 4. remove the marker and every older snapshot file.
 //!
 //! A crash anywhere before 4 leaves the marker: on start, [`recover`] redoes
@@ -33,7 +34,7 @@ use protobuf::Message as _;
 use raft::eraftpb::{Snapshot, SnapshotMetadata};
 
 use crate::error::{Error, Result};
-use crate::raftlog::SledStorage;
+use crate::raftlog::RaftStorage;
 
 const MARKER: &str = "installing";
 
@@ -111,7 +112,7 @@ fn sync_dir(path: &Path) -> Result<()> {
 pub fn install(
     dir: &SnapDir,
     snap: &Snapshot,
-    storage: &SledStorage,
+    storage: &RaftStorage,
     restore: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     let meta = snap.get_metadata();
@@ -137,7 +138,7 @@ pub fn install(
 /// Returns whether it did.
 pub fn recover(
     dir: &SnapDir,
-    storage: &SledStorage,
+    storage: &RaftStorage,
     restore: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<bool> {
     let marker = dir.marker();
@@ -162,7 +163,7 @@ fn finish(
     dir: &SnapDir,
     meta: &SnapshotMetadata,
     image: &Path,
-    storage: &SledStorage,
+    storage: &RaftStorage,
     restore: impl FnOnce(&Path) -> Result<()>,
 ) -> Result<()> {
     restore(image)?;

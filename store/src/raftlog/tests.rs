@@ -1,6 +1,6 @@
 //! Scenario tests of the Raft log storage. The scenarios follow raft-rs's
 //! `MemStorage` tests (raft 0.7, `src/storage.rs`), written for a log that
-//! lives on disk and keeps the term of the entry before it.
+//! is made durable by a WAL and keeps the term of the entry before it.
 
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, Storage, StorageError};
 use tempfile::TempDir;
 
-use super::{SledStorage, LOG_TREE};
+use super::{legacy, wal, RaftStorage};
 use crate::Error;
 
 fn entry(index: u64, term: u64) -> Entry {
@@ -45,16 +45,22 @@ fn ctx() -> GetEntriesContext {
 }
 
 /// A storage in a fresh temp dir (the dir must outlive the storage).
-fn fresh() -> (TempDir, SledStorage) {
+fn fresh() -> (TempDir, RaftStorage) {
     let dir = tempfile::tempdir().unwrap();
-    let db = crate::testutil::open_sled(dir.path());
-    let storage = SledStorage::open(&db).unwrap();
+    let storage = open(dir.path());
     (dir, storage)
+}
+
+/// Segments of this size keep tests fast (64 MiB are preallocated otherwise).
+const SEGMENT: u64 = 64 * 1024;
+
+fn open(dir: &std::path::Path) -> RaftStorage {
+    RaftStorage::open_with_segment(&dir.join("wal"), None, SEGMENT).unwrap()
 }
 
 /// A storage holding exactly `ents`, the log truncated just before them
 /// (snapshot at `ents[0].index - 1` with that same number as term).
-fn with_log(ents: &[Entry]) -> (TempDir, SledStorage) {
+fn with_log(ents: &[Entry]) -> (TempDir, RaftStorage) {
     let (dir, storage) = fresh();
     let before = ents[0].index - 1;
     if before > 0 {
@@ -66,7 +72,7 @@ fn with_log(ents: &[Entry]) -> (TempDir, SledStorage) {
     (dir, storage)
 }
 
-fn all_entries(storage: &SledStorage) -> Vec<Entry> {
+fn all_entries(storage: &RaftStorage) -> Vec<Entry> {
     let (first, last) = (storage.first_index(), storage.last_index());
     storage.entries(first, last + 1, None, ctx()).unwrap()
 }
@@ -403,23 +409,24 @@ fn initial_state_and_bootstrap() {
     );
 }
 
+type Seen = (HardState, ConfState, SnapshotMetadata, u64, u64, Vec<Entry>);
+
+fn seen(s: &RaftStorage) -> Seen {
+    (
+        s.hard_state(),
+        s.conf_state(),
+        s.snapshot_metadata(),
+        s.first_index(),
+        s.last_index(),
+        all_entries(s),
+    )
+}
+
 #[test]
 fn reopen_after_flush_returns_identical_state() {
     let dir = tempfile::tempdir().unwrap();
-    type Seen = (HardState, ConfState, SnapshotMetadata, u64, u64, Vec<Entry>);
-    let seen = |s: &SledStorage| -> Seen {
-        (
-            s.hard_state(),
-            s.conf_state(),
-            s.snapshot_metadata(),
-            s.first_index(),
-            s.last_index(),
-            all_entries(s),
-        )
-    };
     let before = {
-        let db = crate::testutil::open_sled(dir.path());
-        let storage = SledStorage::open(&db).unwrap();
+        let storage = open(dir.path());
         storage
             .initialize_with_conf_state(conf_state(&[1, 2, 3]))
             .unwrap();
@@ -441,13 +448,14 @@ fn reopen_after_flush_returns_identical_state() {
             .unwrap();
         storage.set_conf_state(&conf_state(&[1, 2, 3, 4])).unwrap();
         storage.compact(10).unwrap();
+        storage.set_commit(16).unwrap();
         storage.flush().unwrap();
         seen(&storage)
     };
-    let db = crate::testutil::open_sled(dir.path());
-    let storage = SledStorage::open(&db).unwrap();
+    let storage = open(dir.path());
     assert!(!storage.is_empty());
     assert_eq!(seen(&storage), before);
+    assert_eq!(storage.hard_state().commit, 16);
     assert_eq!(storage.term(9), Ok(1));
     assert_eq!(storage.term(20), Ok(3));
     assert_eq!(storage.term(18), Ok(2));
@@ -456,32 +464,129 @@ fn reopen_after_flush_returns_identical_state() {
     storage.apply_snapshot(&snapshot(30, 4, &[1, 2])).unwrap();
     storage.flush().unwrap();
     let before = seen(&storage);
-    drop((storage, db));
-    let db = crate::testutil::open_sled(dir.path());
-    let storage = SledStorage::open(&db).unwrap();
+    drop(storage);
+    let storage = open(dir.path());
     assert_eq!(seen(&storage), before);
     assert_eq!(storage.term(30), Ok(4));
     assert_eq!((storage.first_index(), storage.last_index()), (31, 30));
+
+    // The offline view reads the same.
+    let view = RaftStorage::read_only(&dir.path().join("wal"), None).unwrap();
+    assert_eq!(view.hard_state(), &before.0);
+    assert_eq!((view.first_index(), view.last_index()), (31, 30));
 }
 
+/// What was not flushed is not there after a reopen (a crash); what was,
+/// is, up to the last flush.
 #[test]
-fn open_refuses_a_log_with_a_gap() {
+fn only_flushed_changes_survive() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = crate::testutil::open_sled(dir.path());
-        let storage = SledStorage::open(&db).unwrap();
+        let storage = open(dir.path());
+        storage.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+        storage.flush().unwrap();
+        storage.append(&[entry(3, 1)]).unwrap();
         storage
-            .append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
+            .set_hard_state(&HardState {
+                term: 1,
+                commit: 3,
+                ..Default::default()
+            })
             .unwrap();
-        db.open_tree(LOG_TREE)
-            .unwrap()
-            .remove(2u64.to_be_bytes())
-            .unwrap();
-        db.flush().unwrap();
+        // No flush: the buffered records are lost with the process.
     }
-    let db = crate::testutil::open_sled(dir.path());
-    let err = SledStorage::open(&db).unwrap_err();
+    let storage = open(dir.path());
+    assert_eq!(storage.last_index(), 2);
+    assert_eq!(storage.hard_state(), HardState::default());
+}
+
+/// Compacting writes a base file and deletes the older WAL files, so the
+/// WAL holds about what the log holds; a reopen finds the same log.
+#[test]
+fn compaction_keeps_the_wal_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let count = |d: &std::path::Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wal"))
+            .count()
+    };
+    let storage = open(dir.path());
+    let payload = vec![7u8; 200];
+    for b in 0..50u64 {
+        let ents: Vec<Entry> = (1..=20)
+            .map(|i| Entry {
+                data: payload.clone().into(),
+                ..entry(b * 20 + i, 1)
+            })
+            .collect();
+        storage.append(&ents).unwrap();
+        storage.set_commit(b * 20 + 20).unwrap();
+        storage.flush().unwrap();
+    }
+    assert!(count(&wal_dir) > 3, "1000 entries of 200 B fill several 64 KiB segments");
+    storage.compact(991).unwrap();
+    assert_eq!(count(&wal_dir), 1, "only the base file is left");
+    assert_eq!((storage.first_index(), storage.last_index()), (991, 1000));
+    storage.append(&[entry(1001, 2)]).unwrap();
+    storage.flush().unwrap();
+    let before = seen(&storage);
+    drop(storage);
+    let storage = open(dir.path());
+    assert_eq!(seen(&storage), before);
+    assert_eq!(storage.term(990), Ok(1));
+    assert_eq!(storage.hard_state().commit, 1000);
+}
+
+/// A log an earlier build kept in sled moves into the WAL on open, and the
+/// sled trees go.
+#[test]
+fn a_log_kept_in_sled_moves_into_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = crate::testutil::open_sled(&dir.path().join("db"));
+    let mut snap = SnapshotMetadata {
+        index: 4,
+        term: 2,
+        ..Default::default()
+    };
+    snap.set_conf_state(conf_state(&[1, 2, 3]));
+    let old = legacy::SledLog {
+        hard_state: HardState {
+            term: 3,
+            vote: 1,
+            commit: 6,
+            ..Default::default()
+        },
+        conf_state: conf_state(&[1, 2, 3]),
+        snapshot: snap.clone(),
+        entries: vec![entry(5, 2), entry(6, 3), entry(7, 3)],
+    };
+    legacy::testing::write(&db, &old);
+    let storage = RaftStorage::open_with_segment(&dir.path().join("wal"), Some(&db), SEGMENT).unwrap();
+    assert_eq!(storage.hard_state(), old.hard_state);
+    assert_eq!(storage.snapshot_metadata(), snap);
+    assert_eq!(all_entries(&storage), old.entries);
+    assert!(!legacy::present(&db).unwrap());
+    drop(storage);
+    let storage = RaftStorage::open_with_segment(&dir.path().join("wal"), Some(&db), SEGMENT).unwrap();
+    assert_eq!(all_entries(&storage), old.entries);
+    assert_eq!(storage.term(4), Ok(2));
+}
+
+/// A WAL whose entries do not fit together is refused, not half-loaded.
+#[test]
+fn open_refuses_a_wal_with_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut w, _) = wal::Wal::open(&dir.path().join("wal"), SEGMENT).unwrap();
+        w.append_entries(&[entry(1, 1), entry(2, 1)]).unwrap();
+        w.append_entries(&[entry(4, 1)]).unwrap();
+        w.sync().unwrap();
+    }
+    let err = RaftStorage::open_with_segment(&dir.path().join("wal"), None, SEGMENT).unwrap_err();
     assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains("gap"), "{err}");
 }
 
 /// Not a benchmark: prints what append + flush of 100-entry batches costs
@@ -527,184 +632,4 @@ fn throughput_micro_check() {
         reading / BATCHES as u32,
         terms / n as u32,
     );
-}
-
-#[test]
-fn truncated_entries_are_deleted_in_the_background_and_leftovers_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let db = crate::testutil::open_sled(dir.path());
-        let storage = SledStorage::open(&db).unwrap();
-        let ents: Vec<Entry> = (1..=5000).map(|i| entry(i, 1)).collect();
-        storage.append(&ents).unwrap();
-        storage.compact(4001).unwrap();
-        assert_eq!(storage.first_index(), 4001);
-        assert_eq!(storage.term(4000), Ok(1));
-        assert_eq!(
-            storage.entries(3999, 4001, None, ctx()),
-            Err(raft::Error::Store(StorageError::Compacted))
-        );
-        // The deleter empties the range below the first index.
-        let log = db.open_tree(LOG_TREE).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while log.len() != 1000 {
-            assert!(Instant::now() < deadline, "{} entries", log.len());
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // A crash before the deletion: simulate leftovers below the first index.
-        log.insert(17u64.to_be_bytes(), entry(17, 1).write_to_bytes().unwrap())
-            .unwrap();
-        storage.flush().unwrap();
-    }
-    let db = crate::testutil::open_sled(dir.path());
-    let storage = SledStorage::open(&db).unwrap();
-    assert_eq!((storage.first_index(), storage.last_index()), (4001, 5000));
-    assert_eq!(db.open_tree(LOG_TREE).unwrap().len(), 1000);
-}
-
-/// The WAL makes a `Ready` durable without flushing sled: a sled that lost
-/// everything since its last checkpoint (here: an empty one, next to the
-/// WAL files of a storage that wrote entries and hard states) is rebuilt
-/// from the WAL on open, up to the last flush and no further.
-#[test]
-fn the_wal_rebuilds_what_sled_lost_since_its_checkpoint() {
-    let a = tempfile::tempdir().unwrap();
-    let db = crate::testutil::open_sled(&a.path().join("db"));
-    let storage = SledStorage::open_with_wal(&db, &a.path().join("wal")).unwrap();
-    storage
-        .append(&[entry(1, 1), entry(2, 1), entry(3, 1)])
-        .unwrap();
-    let hs = HardState {
-        term: 1,
-        vote: 7,
-        commit: 2,
-        ..Default::default()
-    };
-    storage.set_hard_state(&hs).unwrap();
-    storage.flush().unwrap();
-    // A conflicting tail from a new leader, then the commit moves on.
-    storage.append(&[entry(3, 2), entry(4, 2)]).unwrap();
-    storage.set_commit(4).unwrap();
-    storage.flush().unwrap();
-    // Written after the last flush: never acknowledged, may be lost.
-    storage.append(&[entry(5, 2)]).unwrap();
-
-    let b = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(b.path().join("wal")).unwrap();
-    for f in std::fs::read_dir(a.path().join("wal")).unwrap() {
-        let f = f.unwrap();
-        std::fs::copy(f.path(), b.path().join("wal").join(f.file_name())).unwrap();
-    }
-    let db_b = crate::testutil::open_sled(&b.path().join("db"));
-    let rebuilt = SledStorage::open_with_wal(&db_b, &b.path().join("wal")).unwrap();
-    assert_eq!(rebuilt.last_index(), 4);
-    assert_eq!(rebuilt.term(3).unwrap(), 2);
-    assert_eq!(rebuilt.term(4).unwrap(), 2);
-    let want = HardState {
-        term: 1,
-        vote: 7,
-        commit: 4,
-        ..Default::default()
-    };
-    assert_eq!(rebuilt.hard_state(), want);
-    // The replay was checkpointed: sled alone now has it, the old WAL files
-    // are gone.
-    drop(rebuilt);
-    drop(db_b);
-    let db_b = crate::testutil::open_sled(&b.path().join("db"));
-    let plain = SledStorage::open(&db_b).unwrap();
-    assert_eq!((plain.last_index(), plain.hard_state()), (4, want));
-}
-
-/// Checkpoints rotate the WAL: a snapshot install (not in the WAL) flushes
-/// sled and starts a new file, so old records are never replayed over it.
-#[test]
-fn a_snapshot_install_is_a_checkpoint() {
-    let a = tempfile::tempdir().unwrap();
-    let wal = a.path().join("wal");
-    let db = crate::testutil::open_sled(&a.path().join("db"));
-    let storage = SledStorage::open_with_wal(&db, &wal).unwrap();
-    storage.append(&[entry(1, 1), entry(2, 1)]).unwrap();
-    storage.flush().unwrap();
-    let files = || std::fs::read_dir(&wal).unwrap().count();
-    storage.apply_snapshot(&snapshot(10, 3, &[1])).unwrap();
-    storage.flush().unwrap();
-    assert_eq!(files(), 1);
-    let only = std::fs::read_dir(&wal).unwrap().next().unwrap().unwrap();
-    // The flush synced into the old file, then the checkpoint started an
-    // empty one.
-    assert_eq!(only.metadata().unwrap().len(), 0, "{only:?}");
-    drop(storage);
-    drop(db);
-    let db = crate::testutil::open_sled(&a.path().join("db"));
-    let reopened = SledStorage::open_with_wal(&db, &wal).unwrap();
-    assert_eq!((reopened.first_index(), reopened.last_index()), (11, 10));
-}
-
-/// The background checkpointer flushes sled and drops old WAL files once
-/// the WAL has grown, while appends go on; a reopen finds everything.
-#[test]
-fn the_background_checkpointer_keeps_the_wal_short() {
-    let a = tempfile::tempdir().unwrap();
-    let wal = a.path().join("wal");
-    let db = crate::testutil::open_sled(&a.path().join("db"));
-    let storage = SledStorage::open_with_wal(&db, &wal).unwrap();
-    let wal_bytes = || -> u64 {
-        std::fs::read_dir(&wal)
-            .unwrap()
-            .map(|f| f.unwrap().metadata().unwrap().len())
-            .sum()
-    };
-    // 12 MiB of entries, flushed a Ready at a time.
-    let data = vec![7u8; 64 * 1024];
-    for index in 1..=192u64 {
-        let e = Entry {
-            index,
-            term: 1,
-            data: data.clone().into(),
-            ..Default::default()
-        };
-        storage.append(&[e]).unwrap();
-        storage.flush().unwrap();
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while wal_bytes() > super::wal::CHECKPOINT_BYTES + 256 * 1024 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        wal_bytes() <= super::wal::CHECKPOINT_BYTES + 256 * 1024,
-        "the WAL still holds {} bytes",
-        wal_bytes()
-    );
-    drop(storage);
-    drop(db);
-    let db = crate::testutil::open_sled(&a.path().join("db"));
-    let reopened = SledStorage::open_with_wal(&db, &wal).unwrap();
-    assert_eq!(reopened.last_index(), 192);
-    assert_eq!(
-        reopened.entries(100, 101, None, ctx()).unwrap()[0]
-            .data
-            .len(),
-        data.len()
-    );
-}
-
-/// Turning `--experimental-raft-wal` off again: the WAL an earlier start
-/// left is replayed into sled and removed, nothing lost.
-#[test]
-fn a_wal_left_by_an_earlier_start_is_replayed_when_it_is_off() {
-    let a = tempfile::tempdir().unwrap();
-    let wal = a.path().join("wal");
-    let db = crate::testutil::open_sled(&a.path().join("db"));
-    let storage = SledStorage::open_for_member(&db, &wal, true).unwrap();
-    storage.append(&[entry(1, 1), entry(2, 1)]).unwrap();
-    storage.flush().unwrap();
-    assert!(wal.exists());
-    drop(storage);
-    let storage = SledStorage::open_for_member(&db, &wal, false).unwrap();
-    assert!(!wal.exists());
-    assert_eq!(storage.last_index(), 2);
-    storage.append(&[entry(3, 1)]).unwrap();
-    storage.flush().unwrap();
-    assert!(!wal.exists(), "no WAL when it is off");
 }

@@ -1,86 +1,114 @@
-//! The write-ahead log in front of the sled Raft log: what makes a `Ready`
-//! durable with one `fdatasync` of one append-only file, instead of a flush
-//! of the whole sled database.
+//! The Raft write-ahead log: the only durable home of the Raft log. A
+//! `Ready` is made durable by appending its records to one preallocated file
+//! and calling `fdatasync` once.
 //!
-//! Every entry append and hard-state change is written to sled (unflushed)
-//! and recorded here; [`Wal::sync`] writes the buffered records and
-//! `fdatasync`s the file. sled is flushed only at a **checkpoint**: the WAL
-//! starts a new file, records in sled that the new file is the first one sled
-//! may lack, flushes sled, and deletes the older files. A background thread
-//! checkpoints every [`CHECKPOINT_BYTES`] or [`CHECKPOINT_EVERY`] (its sled
-//! flush runs beside the Raft thread, which goes on appending to the new
-//! file); the Raft thread checkpoints itself after a rare change the WAL does
-//! not record (a snapshot installed, a compaction, a conf state) and, as a
-//! backstop, past [`ROTATE_BYTES`].
+//! # Files
 //!
-//! Files are `wal-<seq>.log` (seq in 16 hex digits) in the member's `wal`
-//! directory. A record is `len: u32 LE | crc32(kind, payload): u32 LE | kind:
-//! u8 | payload`, `len` counting kind and payload. Kinds: `1` entries (each a
-//! `u32 LE` length and a protobuf `Entry`), `2` a protobuf `HardState`.
+//! Segments are `<seq>.wal` (seq in 16 hex digits) in the member's `wal`
+//! directory, each preallocated to [`SEGMENT_BYTES`] of zeros. Writing into
+//! an allocated, already-sized file means `fdatasync` writes data blocks only,
+//! never the inode (no size or extent change), as with etcd's preallocated
+//! WAL. A background thread zero-fills the next segment as `next.tmp` while
+//! the current one is in use; starting a segment renames it.
+//!
+//! A record is `len: u32 LE | crc32(kind, payload): u32 LE | kind: u8 |
+//! payload`, `len` counting kind and payload. A zero length ends a file's
+//! records (the preallocated tail). Kinds:
+//!
+//! - `1` entries: each a `u32 LE` length and a protobuf `Entry`;
+//! - `2` a protobuf `HardState`;
+//! - `3` a protobuf `ConfState`;
+//! - `4` base: snapshot metadata, hard state and conf state, each a `u32 LE`
+//!   length and a protobuf message. It resets the log to empty after the
+//!   snapshot index (a snapshot installed, or the start of a base file);
+//! - `5` compact: snapshot metadata; the entries up to its index are dropped.
+//!
+//! # Which files live
+//!
+//! Replaying every file in order rebuilds the log. A **base file** starts
+//! with a base record and every entry the log still holds; once it is
+//! synced, every older file is deleted (the storage writes one after each
+//! compaction, so the WAL holds about what the log holds). Other new files
+//! (a segment that filled up, every open) just continue the sequence.
 //!
 //! # Recovery
 //!
-//! sled records (in its `raft_state` tree, written before each checkpoint's
-//! flush) the first WAL seq that is not yet in sled. On open, files with a
-//! lower seq are deleted unread; the others are replayed in order into sled
-//! (appends and hard states, exactly as they were made), then a checkpoint
-//! makes the result durable. sled's own recovery after a crash yields a
-//! prefix of its writes, so whatever sled lost since its last flush is in
-//! the WAL files that follow it.
-//!
 //! A torn record at the end of the last file (a crash mid-write: never
-//! synced, so never acknowledged) is cut off; a bad record anywhere else is
-//! [`Error::Corrupt`].
+//! synced, so never acknowledged) is cut off before appending resumes in a
+//! new file; a bad record anywhere else is [`Error::Corrupt`].
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use protobuf::Message as _;
-use raft::eraftpb::{Entry, HardState};
+use raft::eraftpb::{ConfState, Entry, HardState, SnapshotMetadata};
 
 use crate::{Error, Result};
 
-/// The background checkpointer starts a new file and flushes sled once the
-/// current file is this large (or it is older than [`CHECKPOINT_EVERY`]).
-pub const CHECKPOINT_BYTES: u64 = 4 * 1024 * 1024;
-/// ... or once the current file has records this old.
-pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
-/// A file this large is checkpointed on the Raft thread (the background one
-/// fell behind).
-pub const ROTATE_BYTES: u64 = 64 * 1024 * 1024;
+/// Size each segment is preallocated to; a segment is closed once a sync
+/// would take it past this.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 const KIND_ENTRIES: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
+const KIND_CONF_STATE: u8 = 3;
+const KIND_BASE: u8 = 4;
+const KIND_COMPACT: u8 = 5;
 /// Bytes before a record's kind.
 const HEADER: usize = 8;
 /// No record is larger (a sanity bound for reading a torn length).
 const MAX_RECORD: u32 = 1 << 30;
+/// The segment being zero-filled for later.
+const NEXT: &str = "next.tmp";
 
-/// One replayed record.
+/// One record, as written and as replayed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Entries(Vec<Entry>),
     HardState(HardState),
+    ConfState(ConfState),
+    /// The log restarts, empty, after `snapshot.index`.
+    Base {
+        snapshot: SnapshotMetadata,
+        hard_state: HardState,
+        conf_state: ConfState,
+    },
+    /// Entries up to `index` are dropped; the metadata is the new point
+    /// before the log.
+    Compact(SnapshotMetadata),
 }
 
-/// The open WAL: the current file, with records buffered until [`Wal::sync`].
+/// What [`read_dir`] found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub records: Vec<Record>,
+    /// The seq of the last file, 0 if there is none.
+    pub last_seq: u64,
+}
+
+/// The open WAL: the current segment, with records buffered until
+/// [`Wal::sync`].
 #[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
     seq: u64,
     file: File,
-    /// Bytes in the current file, synced or not.
-    size: u64,
+    /// Bytes written to the current segment.
+    written: u64,
     buf: Vec<u8>,
+    segment_bytes: u64,
+    /// The next segment being zero-filled.
+    prepared: Option<JoinHandle<std::io::Result<PathBuf>>>,
 }
 
 fn file_name(seq: u64) -> String {
-    format!("wal-{seq:016x}.log")
+    format!("{seq:016x}.wal")
 }
 
 fn seq_of(name: &str) -> Option<u64> {
-    let hex = name.strip_prefix("wal-")?.strip_suffix(".log")?;
+    let hex = name.strip_suffix(".wal")?;
     (hex.len() == 16)
         .then(|| u64::from_str_radix(hex, 16).ok())
         .flatten()
@@ -93,13 +121,25 @@ fn io(path: &Path, e: std::io::Error) -> Error {
     ))
 }
 
-/// The WAL files in `dir`, by seq.
+fn codec(e: protobuf::ProtobufError) -> Error {
+    Error::Raft(raft::Error::CodecError(e))
+}
+
+/// The segments in `dir`, by seq. Fails on a file of the earlier
+/// experimental format (`wal-*.log`), which this build cannot read.
 fn files(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     let mut out = Vec::new();
     for item in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
         let item = item.map_err(|e| io(dir, e))?;
-        if let Some(seq) = item.file_name().to_str().and_then(seq_of) {
+        let name = item.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = seq_of(name) {
             out.push((seq, item.path()));
+        } else if name.starts_with("wal-") && name.ends_with(".log") {
+            return Err(Error::Corrupt(format!(
+                "raft WAL {}: {name} was written by --experimental-raft-wal of an earlier build, whose format this build does not read",
+                dir.display()
+            )));
         }
     }
     out.sort();
@@ -112,134 +152,73 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io(dir, e))
 }
 
+/// Writes `bytes` of zeros to `dir/next.tmp` and syncs it.
+fn prepare(dir: &Path, bytes: u64) -> std::io::Result<PathBuf> {
+    let path = dir.join(NEXT);
+    let mut f = File::create(&path)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64) as usize;
+        f.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    f.sync_all()?;
+    Ok(path)
+}
+
+fn start_preparing(dir: &Path, bytes: u64) -> Option<JoinHandle<std::io::Result<PathBuf>>> {
+    let dir = dir.to_path_buf();
+    std::thread::Builder::new()
+        .name("raft-wal-prepare".into())
+        .spawn(move || prepare(&dir, bytes))
+        .ok()
+}
+
+/// Reads every record of the WAL in `dir` without changing anything (a
+/// torn tail is left in place and ignored). A missing directory is an empty
+/// WAL.
+pub fn read_dir(dir: &Path) -> Result<Replay> {
+    if !dir.exists() {
+        return Ok(Replay::default());
+    }
+    read_all(dir, false)
+}
+
+fn read_all(dir: &Path, cut: bool) -> Result<Replay> {
+    let all = files(dir)?;
+    let mut replay = Replay::default();
+    for (i, (seq, path)) in all.iter().enumerate() {
+        let last = i + 1 == all.len();
+        read_file(path, last, cut, &mut replay.records)?;
+        replay.last_seq = *seq;
+    }
+    Ok(replay)
+}
+
 impl Wal {
-    /// Opens the WAL in `dir` (created if missing), reading every record of
-    /// the files from `first_seq` on; older files are deleted. Returns the
-    /// WAL, appending to a new file after the last one, and the records.
-    pub fn open(dir: &Path, first_seq: u64) -> Result<(Wal, Vec<Record>)> {
+    /// Opens the WAL in `dir` (created if missing) and reads every record.
+    /// Returns the WAL, appending to a new segment after the last one, and
+    /// the records in order.
+    pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, Vec<Record>)> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let all = files(dir)?;
-        let mut records = Vec::new();
-        let mut next = first_seq.max(1);
-        let live: Vec<&(u64, PathBuf)> = all.iter().filter(|(s, _)| *s >= first_seq).collect();
-        for (i, (seq, path)) in live.iter().enumerate() {
-            let last = i + 1 == live.len();
-            read_file(path, last, &mut records)?;
-            next = seq + 1;
-        }
-        let wal = Wal::create(dir, next)?;
-        // Only now: the new file exists, so a crash here still finds them.
-        for (seq, path) in &all {
-            if *seq < first_seq {
-                std::fs::remove_file(path).map_err(|e| io(path, e))?;
-            }
-        }
-        Ok((wal, records))
-    }
-
-    fn create(dir: &Path, seq: u64) -> Result<Wal> {
-        let path = dir.join(file_name(seq));
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
-        let size = file.metadata().map_err(|e| io(&path, e))?.len();
-        sync_dir(dir)?;
-        Ok(Wal {
+        let replay = read_all(dir, true)?;
+        let mut wal = Wal {
             dir: dir.to_path_buf(),
-            seq,
-            file,
-            size,
+            seq: replay.last_seq,
+            file: File::open(dir).map_err(|e| io(dir, e))?,
+            written: 0,
             buf: Vec::new(),
-        })
+            segment_bytes,
+            prepared: None,
+        };
+        wal.start_next()?;
+        Ok((wal, replay.records))
     }
 
-    /// The current file's seq.
+    /// The current segment's seq.
     pub fn seq(&self) -> u64 {
         self.seq
-    }
-
-    /// Bytes in the current file, including what is not synced yet.
-    pub fn size(&self) -> u64 {
-        self.size + self.buf.len() as u64
-    }
-
-    /// Whether records wait for [`Wal::sync`] (a `Ready` is half written).
-    pub fn has_buffered(&self) -> bool {
-        !self.buf.is_empty()
-    }
-
-    /// Records appended entries (buffered until [`Wal::sync`]).
-    pub fn append_entries(&mut self, entries: &[Entry]) -> Result<()> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let start = self.begin(KIND_ENTRIES);
-        for e in entries {
-            let len = e.compute_size();
-            self.buf.extend_from_slice(&len.to_le_bytes());
-            e.write_to_vec(&mut self.buf)
-                .map_err(|e| Error::Raft(raft::Error::CodecError(e)))?;
-        }
-        self.end(start);
-        Ok(())
-    }
-
-    /// Records a hard state (buffered until [`Wal::sync`]).
-    pub fn append_hard_state(&mut self, hs: &HardState) -> Result<()> {
-        let start = self.begin(KIND_HARD_STATE);
-        hs.write_to_vec(&mut self.buf)
-            .map_err(|e| Error::Raft(raft::Error::CodecError(e)))?;
-        self.end(start);
-        Ok(())
-    }
-
-    fn begin(&mut self, kind: u8) -> usize {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0; HEADER]);
-        self.buf.push(kind);
-        start
-    }
-
-    fn end(&mut self, start: usize) {
-        let body = &self.buf[start + HEADER..];
-        let len = body.len() as u32;
-        let crc = crc32fast::hash(body);
-        self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-    }
-
-    /// Writes the buffered records and `fdatasync`s the file. Returns
-    /// whether there was anything to write.
-    pub fn sync(&mut self) -> Result<bool> {
-        if self.buf.is_empty() {
-            return Ok(false);
-        }
-        let path = self.dir.join(file_name(self.seq));
-        self.file
-            .write_all(&self.buf)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| io(&path, e))?;
-        self.size += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(true)
-    }
-
-    /// Starts file `seq + 1` and deletes the older ones. Call it only once
-    /// everything recorded so far is durable elsewhere (sled flushed), and
-    /// after recording there that the WAL now starts at [`Wal::next_seq`].
-    pub fn rotate(&mut self) -> Result<()> {
-        self.start_next()?;
-        delete_before(&self.dir, self.seq)
-    }
-
-    /// Starts file `seq + 1`, keeping the older ones (for a checkpoint whose
-    /// sled flush is still to come: then [`delete_before`]).
-    pub fn start_next(&mut self) -> Result<()> {
-        debug_assert!(self.buf.is_empty(), "start a file after sync");
-        *self = Wal::create(&self.dir, self.seq + 1)?;
-        Ok(())
     }
 
     /// The WAL's directory.
@@ -247,61 +226,201 @@ impl Wal {
         &self.dir
     }
 
-    /// The seq the next [`Wal::rotate`] starts.
-    pub fn next_seq(&self) -> u64 {
-        self.seq + 1
+    /// Records `rec` (buffered until [`Wal::sync`]).
+    pub fn record(&mut self, rec: &Record) -> Result<()> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER]);
+        encode(rec, &mut self.buf)?;
+        let body = &self.buf[start + HEADER..];
+        let len = body.len() as u32;
+        let crc = crc32fast::hash(body);
+        self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        Ok(())
+    }
+
+    /// Records appended entries (buffered until [`Wal::sync`]).
+    pub fn append_entries(&mut self, entries: &[Entry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&[0; HEADER]);
+        encode_entries(entries, &mut self.buf)?;
+        let body = &self.buf[start + HEADER..];
+        let len = body.len() as u32;
+        let crc = crc32fast::hash(body);
+        self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+        Ok(())
+    }
+
+    /// Writes the buffered records and `fdatasync`s the segment, first
+    /// moving to a new segment if they would overflow this one. Returns
+    /// whether there was anything to write.
+    pub fn sync(&mut self) -> Result<bool> {
+        if self.buf.is_empty() {
+            return Ok(false);
+        }
+        if self.written > 0 && self.written + self.buf.len() as u64 > self.segment_bytes {
+            self.start_next()?;
+        }
+        let path = self.dir.join(file_name(self.seq));
+        self.file
+            .write_all(&self.buf)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io(&path, e))?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(true)
+    }
+
+    /// Starts a base file: syncs what is buffered, starts a new segment
+    /// holding `records` (a base record and the log's entries), syncs it, and
+    /// deletes every older segment.
+    pub fn start_base(&mut self, records: &[Record]) -> Result<()> {
+        self.sync()?;
+        self.start_next()?;
+        for rec in records {
+            self.record(rec)?;
+        }
+        self.sync()?;
+        for (seq, path) in files(&self.dir)? {
+            if seq < self.seq {
+                std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+            }
+        }
+        sync_dir(&self.dir)
+    }
+
+    /// Moves to segment `seq + 1`: the prepared zero-filled file renamed (or
+    /// one filled now if the preparer failed), then the next one prepared.
+    fn start_next(&mut self) -> Result<()> {
+        debug_assert!(self.buf.is_empty(), "start a segment after sync");
+        let prepared = match self.prepared.take().map(|h| h.join()) {
+            Some(Ok(Ok(path))) => path,
+            Some(Ok(Err(e))) => {
+                tracing::warn!(error = %e, "raft WAL: preparing a segment failed; filling one now");
+                prepare(&self.dir, self.segment_bytes).map_err(|e| io(&self.dir, e))?
+            }
+            Some(Err(_)) | None => {
+                prepare(&self.dir, self.segment_bytes).map_err(|e| io(&self.dir, e))?
+            }
+        };
+        let seq = self.seq + 1;
+        let path = self.dir.join(file_name(seq));
+        std::fs::rename(&prepared, &path).map_err(|e| io(&path, e))?;
+        sync_dir(&self.dir)?;
+        self.file = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        self.seq = seq;
+        self.written = 0;
+        self.prepared = start_preparing(&self.dir, self.segment_bytes);
+        Ok(())
     }
 }
 
-/// Deletes the WAL files in `dir` older than `seq`.
-pub fn delete_before(dir: &Path, seq: u64) -> Result<()> {
-    for (s, path) in files(dir)? {
-        if s < seq {
-            std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+impl Drop for Wal {
+    fn drop(&mut self) {
+        if let Some(h) = self.prepared.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn put_message<M: protobuf::Message>(m: &M, out: &mut Vec<u8>) -> Result<()> {
+    out.extend_from_slice(&m.compute_size().to_le_bytes());
+    m.write_to_vec(out).map_err(codec)
+}
+
+fn encode_entries(entries: &[Entry], out: &mut Vec<u8>) -> Result<()> {
+    out.push(KIND_ENTRIES);
+    for e in entries {
+        put_message(e, out)?;
+    }
+    Ok(())
+}
+
+fn encode(rec: &Record, out: &mut Vec<u8>) -> Result<()> {
+    match rec {
+        Record::Entries(entries) => encode_entries(entries, out)?,
+        Record::HardState(hs) => {
+            out.push(KIND_HARD_STATE);
+            hs.write_to_vec(out).map_err(codec)?;
+        }
+        Record::ConfState(cs) => {
+            out.push(KIND_CONF_STATE);
+            cs.write_to_vec(out).map_err(codec)?;
+        }
+        Record::Base {
+            snapshot,
+            hard_state,
+            conf_state,
+        } => {
+            out.push(KIND_BASE);
+            put_message(snapshot, out)?;
+            put_message(hard_state, out)?;
+            put_message(conf_state, out)?;
+        }
+        Record::Compact(meta) => {
+            out.push(KIND_COMPACT);
+            meta.write_to_vec(out).map_err(codec)?;
         }
     }
     Ok(())
 }
 
 /// Reads one file's records into `out`. A torn or bad record ends the file
-/// when it is the last one (it is truncated there), else it is corruption.
-fn read_file(path: &Path, last: bool, out: &mut Vec<Record>) -> Result<()> {
+/// when it is the last one (cut there when `cut`), else it is corruption.
+fn read_file(path: &Path, last: bool, cut: bool, out: &mut Vec<Record>) -> Result<()> {
     let file = File::open(path).map_err(|e| io(path, e))?;
-    let mut r = BufReader::new(file);
+    let mut r = BufReader::with_capacity(1 << 20, file);
     let mut good: u64 = 0;
+    let torn = |good: u64, what: &str| torn(path, last, cut, good, what);
     loop {
         let mut header = [0u8; HEADER];
         match read_exact_or_eof(&mut r, &mut header).map_err(|e| io(path, e))? {
             0 => return Ok(()),
-            n if n < HEADER => return torn(path, last, good, "a torn record header"),
+            // The last few zeros of a segment too short for a header.
+            n if n < HEADER && header[..n].iter().all(|b| *b == 0) => return Ok(()),
+            n if n < HEADER => return torn(good, "a torn record header"),
             _ => {}
         }
         let len = u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
         let crc = u32::from_le_bytes(header[4..].try_into().expect("4 bytes"));
+        if len == 0 && crc == 0 {
+            return Ok(()); // the zero-filled rest of the segment
+        }
         if len == 0 || len > MAX_RECORD {
-            return torn(path, last, good, "a bad record length");
+            return torn(good, "a bad record length");
         }
         let mut body = vec![0u8; len as usize];
         if read_exact_or_eof(&mut r, &mut body).map_err(|e| io(path, e))? < body.len() {
-            return torn(path, last, good, "a torn record");
+            return torn(good, "a torn record");
         }
         if crc32fast::hash(&body) != crc {
-            return torn(path, last, good, "a record whose checksum does not match");
+            return torn(good, "a record whose checksum does not match");
         }
         match decode(&body) {
             Some(rec) => out.push(rec),
-            None => return torn(path, last, good, "an undecodable record"),
+            None => return torn(good, "an undecodable record"),
         }
         good += (HEADER + body.len()) as u64;
     }
 }
 
-fn torn(path: &Path, last: bool, good: u64, what: &str) -> Result<()> {
+fn torn(path: &Path, last: bool, cut: bool, good: u64, what: &str) -> Result<()> {
     if !last {
         return Err(Error::Corrupt(format!(
             "raft WAL {}: {what} at byte {good}, and it is not the last file",
             path.display()
         )));
+    }
+    if !cut {
+        tracing::warn!(file = %path.display(), at = good, what, "raft WAL: ignoring a torn tail (never acknowledged)");
+        return Ok(());
     }
     tracing::warn!(file = %path.display(), at = good, what, "raft WAL: cutting off a torn tail (never acknowledged)");
     let f = OpenOptions::new()
@@ -326,20 +445,40 @@ fn read_exact_or_eof(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize
     Ok(n)
 }
 
+/// Splits a `u32 LE` length-prefixed message off `rest`.
+fn take_message<M: protobuf::Message>(rest: &mut &[u8]) -> Option<M> {
+    let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let bytes = rest.get(4..4 + len)?;
+    let m = M::parse_from_bytes(bytes).ok()?;
+    *rest = &rest[4 + len..];
+    Some(m)
+}
+
 fn decode(body: &[u8]) -> Option<Record> {
     let (kind, mut rest) = body.split_first()?;
     match *kind {
         KIND_ENTRIES => {
             let mut entries = Vec::new();
             while !rest.is_empty() {
-                let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-                let bytes = rest.get(4..4 + len)?;
-                entries.push(Entry::parse_from_bytes(bytes).ok()?);
-                rest = &rest[4 + len..];
+                entries.push(take_message(&mut rest)?);
             }
             Some(Record::Entries(entries))
         }
         KIND_HARD_STATE => Some(Record::HardState(HardState::parse_from_bytes(rest).ok()?)),
+        KIND_CONF_STATE => Some(Record::ConfState(ConfState::parse_from_bytes(rest).ok()?)),
+        KIND_BASE => {
+            let snapshot = take_message(&mut rest)?;
+            let hard_state = take_message(&mut rest)?;
+            let conf_state = take_message(&mut rest)?;
+            rest.is_empty().then_some(Record::Base {
+                snapshot,
+                hard_state,
+                conf_state,
+            })
+        }
+        KIND_COMPACT => Some(Record::Compact(
+            SnapshotMetadata::parse_from_bytes(rest).ok()?,
+        )),
         _ => None,
     }
 }
@@ -347,6 +486,8 @@ fn decode(body: &[u8]) -> Option<Record> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SMALL: u64 = 4096;
 
     fn entry(index: u64, term: u64) -> Entry {
         Entry {
@@ -365,57 +506,99 @@ mod tests {
         }
     }
 
+    fn base(index: u64) -> Record {
+        let mut snapshot = SnapshotMetadata {
+            index,
+            term: 1,
+            ..Default::default()
+        };
+        snapshot.mut_conf_state().voters = vec![1, 2];
+        Record::Base {
+            conf_state: snapshot.get_conf_state().clone(),
+            snapshot,
+            hard_state: hs(1, index),
+        }
+    }
+
+    fn seqs(dir: &Path) -> Vec<u64> {
+        files(dir).unwrap().into_iter().map(|(s, _)| s).collect()
+    }
+
     #[test]
-    fn records_come_back_in_order_and_a_torn_tail_is_cut() {
+    fn every_kind_comes_back_in_order_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, recs) = Wal::open(dir.path(), 1).unwrap();
+        let (mut w, recs) = Wal::open(dir.path(), SMALL).unwrap();
         assert!(recs.is_empty());
-        w.append_entries(&[entry(1, 1), entry(2, 1)]).unwrap();
-        w.append_hard_state(&hs(1, 2)).unwrap();
+        assert_eq!(
+            std::fs::metadata(dir.path().join(file_name(w.seq())))
+                .unwrap()
+                .len(),
+            SMALL,
+            "segments are preallocated"
+        );
+        let mut cs = ConfState::default();
+        cs.voters = vec![1, 2, 3];
+        let mut compact = SnapshotMetadata {
+            index: 1,
+            term: 1,
+            ..Default::default()
+        };
+        compact.set_conf_state(cs.clone());
+        let written = vec![
+            base(0),
+            Record::Entries(vec![entry(1, 1), entry(2, 1)]),
+            Record::HardState(hs(1, 2)),
+            Record::ConfState(cs),
+            Record::Compact(compact),
+        ];
+        for r in &written {
+            w.record(r).unwrap();
+        }
         assert!(w.sync().unwrap());
+        assert!(!w.sync().unwrap(), "nothing buffered");
         w.append_entries(&[entry(3, 2)]).unwrap();
         w.sync().unwrap();
         let path = dir.path().join(file_name(w.seq()));
-        let good = std::fs::metadata(&path).unwrap().len();
+        let good = w.written;
         drop(w);
-        // Half a record at the end, as a crash mid-write leaves it.
-        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        // Half a record after the good ones, as a crash mid-write leaves it.
+        let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(good)).unwrap();
         f.write_all(&[40, 0, 0, 0, 1, 2, 3]).unwrap();
         drop(f);
-        let (w, recs) = Wal::open(dir.path(), 1).unwrap();
-        assert_eq!(
-            recs,
-            vec![
-                Record::Entries(vec![entry(1, 1), entry(2, 1)]),
-                Record::HardState(hs(1, 2)),
-                Record::Entries(vec![entry(3, 2)]),
-            ]
-        );
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), good);
-        assert_eq!(
-            w.seq(),
-            2,
-            "appends go to a new file after the replayed ones"
-        );
+        // A read-only look leaves it alone.
+        let replay = read_dir(dir.path()).unwrap();
+        assert_eq!(replay.records.len(), written.len() + 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), SMALL);
+        let (w, recs) = Wal::open(dir.path(), SMALL).unwrap();
+        let mut expected = written;
+        expected.push(Record::Entries(vec![entry(3, 2)]));
+        assert_eq!(recs, expected);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), good, "cut");
+        assert_eq!(w.seq(), 2, "appends go to a new segment");
+        drop(w);
+        // The cut file is no longer last, and reads clean.
+        let (_w, recs) = Wal::open(dir.path(), SMALL).unwrap();
+        assert_eq!(recs, expected);
     }
 
     #[test]
     fn a_bad_record_before_the_last_file_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = Wal::open(dir.path(), 1).unwrap();
+        let (mut w, _) = Wal::open(dir.path(), SMALL).unwrap();
         w.append_entries(&[entry(1, 1)]).unwrap();
         w.sync().unwrap();
         let first = dir.path().join(file_name(w.seq()));
+        let end = w.written as usize;
         drop(w);
-        let (mut w, _) = Wal::open(dir.path(), 1).unwrap();
+        let (mut w, _) = Wal::open(dir.path(), SMALL).unwrap();
         w.append_entries(&[entry(2, 1)]).unwrap();
         w.sync().unwrap();
         drop(w);
         let mut bytes = std::fs::read(&first).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
+        bytes[end - 1] ^= 0xff;
         std::fs::write(&first, bytes).unwrap();
-        let e = Wal::open(dir.path(), 1).unwrap_err();
+        let e = Wal::open(dir.path(), SMALL).unwrap_err();
         assert!(
             e.to_string().contains("checksum") && e.to_string().contains("not the last file"),
             "{e}"
@@ -423,26 +606,40 @@ mod tests {
     }
 
     #[test]
-    fn rotation_and_the_first_seq_drop_older_files() {
+    fn a_full_segment_moves_on_and_a_base_file_drops_older_ones() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = Wal::open(dir.path(), 1).unwrap();
-        w.append_entries(&[entry(1, 1)]).unwrap();
-        w.sync().unwrap();
-        let next = w.next_seq();
-        w.rotate().unwrap();
-        assert_eq!(w.seq(), next);
-        w.append_entries(&[entry(2, 1)]).unwrap();
-        w.sync().unwrap();
-        assert_eq!(files(dir.path()).unwrap().len(), 1);
+        let (mut w, _) = Wal::open(dir.path(), SMALL).unwrap();
+        let first = w.seq();
+        for i in 1..=300 {
+            w.append_entries(&[entry(i, 1)]).unwrap();
+            w.record(&Record::HardState(hs(1, i))).unwrap();
+            w.sync().unwrap();
+        }
+        assert!(w.seq() > first + 1, "300 syncs of ~50 bytes fill several 4 KiB segments");
+        let before = seqs(dir.path());
+        assert_eq!(before.len() as u64, w.seq() - first + 1);
+        let (_, recs) = {
+            drop(w);
+            Wal::open(dir.path(), SMALL).unwrap()
+        };
+        assert_eq!(recs.len(), 600);
+        assert_eq!(recs[598], Record::Entries(vec![entry(300, 1)]));
+
+        let (mut w, _) = Wal::open(dir.path(), SMALL).unwrap();
+        w.start_base(&[base(290), Record::Entries((291..=300).map(|i| entry(i, 1)).collect())])
+            .unwrap();
+        assert_eq!(seqs(dir.path()), vec![w.seq()]);
         drop(w);
-        // Reopened from the seq sled recorded: only the newer records.
-        let (w, recs) = Wal::open(dir.path(), next).unwrap();
-        assert_eq!(recs, vec![Record::Entries(vec![entry(2, 1)])]);
-        drop(w);
-        // A seq past every file: nothing to replay, the old files go.
-        let (w, recs) = Wal::open(dir.path(), next + 5).unwrap();
-        assert!(recs.is_empty());
-        assert_eq!(w.seq(), next + 5);
-        assert_eq!(files(dir.path()).unwrap().len(), 1);
+        let (_w, recs) = Wal::open(dir.path(), SMALL).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0], base(290));
+    }
+
+    #[test]
+    fn files_of_the_experimental_format_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("wal-0000000000000001.log"), b"x").unwrap();
+        let e = Wal::open(dir.path(), SMALL).unwrap_err();
+        assert!(e.to_string().contains("--experimental-raft-wal"), "{e}");
     }
 }

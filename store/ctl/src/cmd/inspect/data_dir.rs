@@ -4,17 +4,15 @@
 //! range, key count, sizes, and a consistency check of what the files hold.
 //!
 //! The member must be stopped (sled locks the directory; a running member
-//! makes this fail with "in use"). It reads sled only: after a crash (not a
-//! clean stop) the newest Raft entries may still be only in the member's
-//! write-ahead log (`member/wal`), which the member replays when it starts.
+//! makes this fail with "in use"). The Raft log is read from the member's
+//! write-ahead log (`member/wal`) without changing it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::Args;
 use keel_store::mvcc::{SledBackend, Store};
-use keel_store::raftlog::SledStorage;
-use raft::{GetEntriesContext, Storage};
+use keel_store::raftlog::RaftStorage;
 use serde_json::json;
 
 use super::{bold, print_table, Style};
@@ -87,14 +85,14 @@ pub fn inspect(path: &Path) -> Result<Report> {
             ))
         })?;
     let err = |e: keel_store::Error| CtlError::error(e.to_string());
-    let storage = SledStorage::open(&db).map_err(err)?;
+    let storage = RaftStorage::read_only(&member.join("wal"), Some(&db)).map_err(err)?;
     let tree = db
         .open_tree("mvcc")
         .map_err(|e| CtlError::error(e.to_string()))?;
     let store = Store::open(Arc::new(SledBackend::with_db(db.clone(), tree))).map_err(err)?;
-    let hs = storage.hard_state();
-    let cs = storage.conf_state();
-    let snap = storage.snapshot_metadata();
+    let hs = storage.hard_state().clone();
+    let cs = storage.conf_state().clone();
+    let snap = storage.snapshot_metadata().clone();
     let first = storage.first_index();
     let last = storage.last_index();
     let term = |i: u64| storage.term(i).unwrap_or(0);
@@ -136,35 +134,31 @@ pub fn inspect(path: &Path) -> Result<Report> {
     let mut i = first;
     while i <= last {
         let hi = (i + 1024).min(last + 1);
-        match storage.entries(i, hi, None, GetEntriesContext::empty(false)) {
-            Ok(es) => {
-                for (k, e) in es.iter().enumerate() {
-                    if e.index != i + k as u64 {
-                        problems.push(format!("entry at {} has index {}", i + k as u64, e.index));
-                    }
-                    if e.term < prev_term {
-                        problems.push(format!(
-                            "entry {} has term {} after term {prev_term}",
-                            e.index, e.term
-                        ));
-                    }
-                    if e.term > hs.term {
-                        problems.push(format!(
-                            "entry {} has term {} above the hard state's {}",
-                            e.index, e.term, hs.term
-                        ));
-                    }
-                    prev_term = e.term;
-                }
-                if es.len() as u64 != hi - i {
-                    problems.push(format!(
-                        "entries {i}..{hi}: {} of {} readable",
-                        es.len(),
-                        hi - i
-                    ));
-                }
+        let es: Vec<_> = storage.entries(i, hi).collect();
+        for (k, e) in es.iter().enumerate() {
+            if e.index != i + k as u64 {
+                problems.push(format!("entry at {} has index {}", i + k as u64, e.index));
             }
-            Err(e) => problems.push(format!("entries {i}..{hi}: {e}")),
+            if e.term < prev_term {
+                problems.push(format!(
+                    "entry {} has term {} after term {prev_term}",
+                    e.index, e.term
+                ));
+            }
+            if e.term > hs.term {
+                problems.push(format!(
+                    "entry {} has term {} above the hard state's {}",
+                    e.index, e.term, hs.term
+                ));
+            }
+            prev_term = e.term;
+        }
+        if es.len() as u64 != hi - i {
+            problems.push(format!(
+                "entries {i}..{hi}: {} of {} readable",
+                es.len(),
+                hi - i
+            ));
         }
         i = hi;
     }

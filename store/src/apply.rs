@@ -38,6 +38,12 @@
 //! "revision of auth store is old". Auth changes go through
 //! [`AuthStore::apply`] in one write transaction with the entry's index and
 //! no revision; an Authenticate records its token on every member.
+//!
+//! Group commit: the first entry of a batch opens a backend write group
+//! ([`crate::mvcc::Backend::begin_group`]) and [`StateMachine::end_batch`]
+//! closes it, so the entries the driver applies together (one `Ready`'s)
+//! reach sled as one write; reads see each write as soon as it is applied.
+//! A snapshot image is installed with no group open.
 
 use std::sync::Arc;
 
@@ -88,6 +94,8 @@ pub struct Applier {
     alarms: Arc<Alarms>,
     auth: Arc<AuthStore>,
     applied: u64,
+    /// Whether this applier has a backend write group open.
+    grouping: bool,
 }
 
 impl Applier {
@@ -108,6 +116,15 @@ impl Applier {
             alarms: Arc::new(Alarms::default()),
             auth: Arc::new(AuthStore::default()),
             applied,
+            grouping: false,
+        }
+    }
+
+    /// Opens a backend write group for the current batch, if not yet open.
+    fn group(&mut self) {
+        if !self.grouping {
+            self.store.backend().begin_group();
+            self.grouping = true;
         }
     }
 
@@ -342,6 +359,7 @@ impl StateMachine for Applier {
     type Output = Result<Response>;
 
     fn apply(&mut self, index: u64, _term: u64, data: &[u8]) -> (u64, Result<Response>) {
+        self.group();
         if index <= self.applied {
             // Already applied before a restart (the store's consistent index is
             // ahead of Raft's idea of applied): never apply twice.
@@ -373,6 +391,7 @@ impl StateMachine for Applier {
     }
 
     fn apply_conf_change(&mut self, index: u64, cc: &ConfChange) -> (u64, Result<Response>, bool) {
+        self.group();
         if index <= self.applied {
             // Already in the state (a snapshot image newer than its Raft
             // metadata): Raft takes the change if the member list has it.
@@ -393,6 +412,7 @@ impl StateMachine for Applier {
 
     fn skip(&mut self, index: u64) {
         if index > self.applied {
+            self.group();
             self.applied = index;
             if let Err(e) = self.store.set_consistent_index(index) {
                 tracing::error!(index, error = %e, "cannot record applied index");
@@ -405,6 +425,9 @@ impl StateMachine for Applier {
     }
 
     fn restore(&mut self, image: &std::path::Path) -> Result<()> {
+        // The driver ends every batch before a snapshot comes; never install
+        // over writes still held back.
+        self.end_batch()?;
         let mut file = std::fs::File::open(image)?;
         let summary = self.store.install_image(&mut file)?;
         self.lessor.reload(&self.store)?;
@@ -419,6 +442,17 @@ impl StateMachine for Applier {
             records = summary.records,
             "state replaced by a snapshot image"
         );
+        Ok(())
+    }
+
+    fn end_batch(&mut self) -> Result<()> {
+        if !self.grouping {
+            return Ok(());
+        }
+        // On an error the group stays open, its writes pending: a later call
+        // tries again (the driver stops instead).
+        self.store.backend().end_group()?;
+        self.grouping = false;
         Ok(())
     }
 }

@@ -576,7 +576,17 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         }
     }
 
+    /// Applies committed entries, then ends the state machine's batch
+    /// whatever happened to them: it may hold writes back until then (group
+    /// commit), and an error must not lose the entries applied before it.
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<()> {
+        let applied = self.apply_each(entries);
+        let ended = self.sm.end_batch();
+        applied?;
+        ended
+    }
+
+    fn apply_each(&mut self, entries: Vec<Entry>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }

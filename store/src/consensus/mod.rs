@@ -68,6 +68,16 @@ pub trait StateMachine: Send + 'static {
     /// Replaces the whole state with the image in `image` (a Raft snapshot
     /// being installed); afterwards `applied_index` is the image's.
     fn restore(&mut self, image: &std::path::Path) -> Result<()>;
+
+    /// Ends a batch of applied entries: the driver calls it at the end of
+    /// every run of `apply`, `apply_conf_change` and `skip` calls (the
+    /// committed entries of one `Ready`), error paths included, before it
+    /// flushes the log storage. A state machine may hold its writes back
+    /// until then (group commit); an error means some were lost and is
+    /// fatal. The default does nothing.
+    fn end_batch(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a configuration change does to Raft's configuration.

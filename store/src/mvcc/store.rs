@@ -16,9 +16,11 @@
 //! persists the new compact revision and drops the compacted entries from the
 //! key index, which is quick; a background thread then deletes the compacted
 //! records from the backend in small batches, oldest revision first, so a large
-//! compaction never stalls the Raft thread. A crash in between leaves records
-//! below the compact revision behind; `open` recognises them (they are below the
-//! persisted compact revision) and deletes them again.
+//! compaction never stalls the Raft thread (a batch it applies while the Raft
+//! thread has a backend write group open joins the group: see `backend`). A
+//! crash in between leaves records below the compact revision behind; `open`
+//! recognises them (they are below the persisted compact revision) and
+//! deletes them again.
 //!
 //! Bytes in use ([`Store::size_in_use`]): the keys and values of every history
 //! record, every record outside the revision keyspace (leases, alarms) and the

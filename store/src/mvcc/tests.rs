@@ -798,3 +798,75 @@ fn image_round_trip(h: &mut Harness) {
     assert!(super::verify_image(&mut &bad[..]).is_err());
     assert!(super::verify_image(&mut &img[..img.len() - 3]).is_err());
 }
+
+/// The same writes made inside one backend write group (as the Raft thread
+/// makes a `Ready`'s) and one batch at a time give the same reads, history
+/// and records: during the group, after it and after a reopen.
+#[test]
+fn group_commit_matches_ungrouped() {
+    fn script(s: &Store) {
+        put(s, "a", "1");
+        put(s, "b", "2");
+        put(s, "a", "3");
+        del(s, "b", "");
+        let mut t = s.write();
+        t.put(b"c", b"4".to_vec(), 0).unwrap();
+        t.put(b"d", b"5".to_vec(), 0).unwrap();
+        t.delete_range(b"a", b"b").unwrap();
+        t.put_record(b"\xfelease/x".to_vec(), b"ttl".to_vec());
+        t.end(7).unwrap();
+        put(s, "a", "6");
+        // The background deleter joins the open group.
+        s.compact(5, 8).unwrap();
+        s.wait_compacted();
+        s.set_consistent_index(9).unwrap();
+        let mut t = s.write();
+        t.delete_record(b"\xfelease/x".to_vec());
+        t.put(b"e", b"7".to_vec(), 0).unwrap();
+        t.end(10).unwrap();
+    }
+    fn same(a: &Store, b: &Store) {
+        let all = RangeOptions::default();
+        assert_eq!(a.current_revision(), b.current_revision());
+        assert_eq!(a.compact_revision(), b.compact_revision());
+        assert_eq!(a.consistent_index(), b.consistent_index());
+        assert_eq!(a.key_count(), b.key_count());
+        assert_eq!(a.size_in_use(), b.size_in_use());
+        for rev in a.compact_revision()..=a.current_revision() {
+            let ra = a.range(&[0], &[0], &at(rev)).unwrap();
+            let rb = b.range(&[0], &[0], &at(rev)).unwrap();
+            assert_eq!((ra.kvs, ra.count), (rb.kvs, rb.count), "at {rev}");
+        }
+        let from = a.compact_revision();
+        assert_eq!(
+            a.history(&[0], &[0], from, 0, 0).unwrap(),
+            b.history(&[0], &[0], from, 0, 0).unwrap()
+        );
+        let pairs = |s: &Store| {
+            s.backend()
+                .scan(&[], &[])
+                .collect::<crate::Result<Vec<_>>>()
+        };
+        assert_eq!(pairs(a).unwrap(), pairs(b).unwrap());
+        assert_eq!(keys(a, &[0], &[0], &all), keys(b, &[0], &[0], &all));
+    }
+
+    let mut grouped = Harness::sled();
+    let mut plain = Harness::sled();
+    let g = grouped.open();
+    let p = plain.open();
+    put(&g, "z", "0");
+    put(&p, "z", "0");
+    g.backend().begin_group();
+    script(&g);
+    script(&p);
+    assert_eq!(g.current_revision(), 9);
+    same(&g, &p);
+    g.backend().end_group().unwrap();
+    same(&g, &p);
+    drop((g, p));
+    let g = grouped.reopen();
+    let p = plain.reopen();
+    assert_eq!(g.consistent_index(), 10);
+    same(&g, &p);
+}

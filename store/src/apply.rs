@@ -39,13 +39,20 @@
 //! [`AuthStore::apply`] in one write transaction with the entry's index and
 //! no revision; an Authenticate records its token on every member.
 //!
-//! Group commit: the first entry of a batch opens a backend write group
-//! ([`crate::mvcc::Backend::begin_group`]) and [`StateMachine::end_batch`]
-//! closes it, so the entries the driver applies together (one `Ready`'s)
-//! reach sled as one write; reads see each write as soon as it is applied.
-//! A snapshot image is installed with no group open.
+//! Group commit: the first applied entry opens a backend write group
+//! ([`crate::mvcc::Backend::begin_group`]); [`StateMachine::end_batch`]
+//! closes it once it holds [`GROUP_MAX_WRITES`] keys or is
+//! [`GROUP_MAX_AGE`] old (as etcd's backend commits its batch every 100 ms
+//! or 10,000 writes), so many entries reach sled as one write (sled's
+//! `apply_batch` costs the same for one key as for thousands). Reads see
+//! each write as soon as it is applied; the Raft log keeps the entries until
+//! a flush of sled covers them ([`Applier::written_index`] tells the
+//! checkpointer how far sled has them). A snapshot image is installed with
+//! no group open.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use keel_proto::etcdserverpb::{
     compare, request_op, response_op, AlarmRequest, AlarmResponse, CompactionRequest,
@@ -94,9 +101,16 @@ pub struct Applier {
     alarms: Arc<Alarms>,
     auth: Arc<AuthStore>,
     applied: u64,
-    /// Whether this applier has a backend write group open.
-    grouping: bool,
+    /// When the open backend write group was opened, if one is.
+    grouping: Option<Instant>,
+    /// The applied index whose writes are all in sled (none held back).
+    written: Arc<AtomicU64>,
 }
+
+/// A write group is written to sled once it holds this many keys...
+pub const GROUP_MAX_WRITES: usize = 10_000;
+/// ... or is this old.
+pub const GROUP_MAX_AGE: Duration = Duration::from_millis(100);
 
 impl Applier {
     pub fn new(
@@ -116,16 +130,35 @@ impl Applier {
             alarms: Arc::new(Alarms::default()),
             auth: Arc::new(AuthStore::default()),
             applied,
-            grouping: false,
+            grouping: None,
+            written: Arc::new(AtomicU64::new(applied)),
         }
     }
 
-    /// Opens a backend write group for the current batch, if not yet open.
+    /// The applied index whose writes have all reached sled (none held back
+    /// in a write group): what a flush of sled makes durable.
+    pub fn written_index(&self) -> Arc<AtomicU64> {
+        self.written.clone()
+    }
+
+    /// Opens a backend write group, if none is open.
     fn group(&mut self) {
-        if !self.grouping {
+        if self.grouping.is_none() {
             self.store.backend().begin_group();
-            self.grouping = true;
+            self.grouping = Some(Instant::now());
         }
+    }
+
+    /// Writes the open group (if any) to sled.
+    fn end_group(&mut self) -> Result<()> {
+        if self.grouping.is_some() {
+            // On an error the group stays open, its writes pending: a later
+            // call tries again (the driver stops instead).
+            self.store.backend().end_group()?;
+            self.grouping = None;
+        }
+        self.written.store(self.applied, Ordering::Release);
+        Ok(())
     }
 
     /// Applies a membership change: its records and the index in one batch,
@@ -425,9 +458,8 @@ impl StateMachine for Applier {
     }
 
     fn restore(&mut self, image: &std::path::Path) -> Result<()> {
-        // The driver ends every batch before a snapshot comes; never install
-        // over writes still held back.
-        self.end_batch()?;
+        // Never install over writes still held back.
+        self.end_group()?;
         let mut file = std::fs::File::open(image)?;
         let summary = self.store.install_image(&mut file)?;
         self.lessor.reload(&self.store)?;
@@ -446,14 +478,21 @@ impl StateMachine for Applier {
     }
 
     fn end_batch(&mut self) -> Result<()> {
-        if !self.grouping {
-            return Ok(());
+        let due = match self.grouping {
+            None => true,
+            Some(opened) => {
+                opened.elapsed() >= GROUP_MAX_AGE
+                    || self.store.backend().pending_writes() >= GROUP_MAX_WRITES
+            }
+        };
+        if due {
+            self.end_group()?;
         }
-        // On an error the group stays open, its writes pending: a later call
-        // tries again (the driver stops instead).
-        self.store.backend().end_group()?;
-        self.grouping = false;
         Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.end_group()
     }
 }
 

@@ -225,14 +225,6 @@ impl Server {
         // sled recovered its state up to `applied`: entries up to there may
         // leave the Raft log; the checkpointer moves that point on.
         storage.set_durable_applied(applied);
-        {
-            let status = node.status().clone();
-            storage.start_checkpointer(move || {
-                status
-                    .applied_index
-                    .load(std::sync::atomic::Ordering::Relaxed)
-            });
-        }
         if applied > storage.hard_state().commit {
             storage.set_commit(applied)?;
         }
@@ -270,6 +262,10 @@ impl Server {
         )
         .with_alarms(alarms.clone())
         .with_auth(auth_store.clone());
+        {
+            let written = applier.written_index();
+            storage.start_checkpointer(move || written.load(std::sync::atomic::Ordering::Acquire));
+        }
         let driver = Driver::new(
             raw,
             applier,

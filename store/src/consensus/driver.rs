@@ -156,6 +156,8 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                 self.raw.tick();
                 next_tick = now + self.heartbeat;
                 self.expire(now);
+                // Writes the state machine held back past their age.
+                self.sm.end_batch()?;
             }
             self.issue_reads();
             // Advancing can make more ready (e.g. entries committed by the
@@ -168,7 +170,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             }
         }
         self.fail_all(Error::Stopped);
-        Ok(())
+        self.sm.flush()
     }
 
     /// Handles one command; false means stop.

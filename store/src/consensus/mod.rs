@@ -71,11 +71,18 @@ pub trait StateMachine: Send + 'static {
 
     /// Ends a batch of applied entries: the driver calls it at the end of
     /// every run of `apply`, `apply_conf_change` and `skip` calls (the
-    /// committed entries of one `Ready`), error paths included, before it
-    /// flushes the log storage. A state machine may hold its writes back
-    /// until then (group commit); an error means some were lost and is
-    /// fatal. The default does nothing.
+    /// committed entries of one `Ready`), error paths included, and on every
+    /// tick. A state machine may hold its writes back (group commit), within
+    /// its own bounds of size and age, since the Raft log keeps the entries
+    /// until the state machine's writes are durable; an error means some
+    /// were lost and is fatal. The default does nothing.
     fn end_batch(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Writes whatever [`StateMachine::end_batch`] held back (the driver
+    /// calls it when it stops). The default does nothing.
+    fn flush(&mut self) -> Result<()> {
         Ok(())
     }
 }

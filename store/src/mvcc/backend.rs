@@ -64,6 +64,11 @@ pub trait Backend: Send + Sync + 'static {
     fn end_group(&self) -> Result<()> {
         Ok(())
     }
+
+    /// How many keys the open group holds back (0 without one).
+    fn pending_writes(&self) -> usize {
+        0
+    }
 }
 
 /// One operation of a [`Batch`].
@@ -330,6 +335,10 @@ impl Backend for SledBackend {
 
     fn begin_group(&self) {
         *self.group.lock_commit() = true;
+    }
+
+    fn pending_writes(&self) -> usize {
+        self.group.read().len()
     }
 
     fn end_group(&self) -> Result<()> {

@@ -353,7 +353,9 @@ impl RaftStorage {
     /// Records that the state machine's effects up to `index` are durable
     /// (at start: what sled recovered).
     pub fn set_durable_applied(&self, index: u64) {
-        self.inner.durable_applied.fetch_max(index, Ordering::Relaxed);
+        self.inner
+            .durable_applied
+            .fetch_max(index, Ordering::Relaxed);
     }
 
     fn wal(&self) -> MutexGuard<'_, Wal> {
@@ -636,9 +638,7 @@ impl RaftLogView {
         let first = self.cache.first_index();
         let from = low.max(first) - first;
         let to = high.min(self.cache.last_index() + 1).max(first) - first;
-        self.cache
-            .entries
-            .range(from.min(to) as usize..to as usize)
+        self.cache.entries.range(from.min(to) as usize..to as usize)
     }
 }
 

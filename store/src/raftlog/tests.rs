@@ -509,7 +509,13 @@ fn compaction_keeps_the_wal_short() {
     let count = |d: &std::path::Path| {
         std::fs::read_dir(d)
             .unwrap()
-            .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "wal"))
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "wal")
+            })
             .count()
     };
     let storage = open(dir.path());
@@ -525,7 +531,10 @@ fn compaction_keeps_the_wal_short() {
         storage.set_commit(b * 20 + 20).unwrap();
         storage.flush().unwrap();
     }
-    assert!(count(&wal_dir) > 3, "1000 entries of 200 B fill several 64 KiB segments");
+    assert!(
+        count(&wal_dir) > 3,
+        "1000 entries of 200 B fill several 64 KiB segments"
+    );
     storage.compact(991).unwrap();
     assert_eq!(count(&wal_dir), 1, "only the base file is left");
     assert_eq!((storage.first_index(), storage.last_index()), (991, 1000));
@@ -563,13 +572,15 @@ fn a_log_kept_in_sled_moves_into_the_wal() {
         entries: vec![entry(5, 2), entry(6, 3), entry(7, 3)],
     };
     legacy::testing::write(&db, &old);
-    let storage = RaftStorage::open_with_segment(&dir.path().join("wal"), Some(&db), SEGMENT).unwrap();
+    let storage =
+        RaftStorage::open_with_segment(&dir.path().join("wal"), Some(&db), SEGMENT).unwrap();
     assert_eq!(storage.hard_state(), old.hard_state);
     assert_eq!(storage.snapshot_metadata(), snap);
     assert_eq!(all_entries(&storage), old.entries);
     assert!(!legacy::present(&db).unwrap());
     drop(storage);
-    let storage = RaftStorage::open_with_segment(&dir.path().join("wal"), Some(&db), SEGMENT).unwrap();
+    let storage =
+        RaftStorage::open_with_segment(&dir.path().join("wal"), Some(&db), SEGMENT).unwrap();
     assert_eq!(all_entries(&storage), old.entries);
     assert_eq!(storage.term(4), Ok(2));
 }

@@ -615,7 +615,10 @@ mod tests {
             w.record(&Record::HardState(hs(1, i))).unwrap();
             w.sync().unwrap();
         }
-        assert!(w.seq() > first + 1, "300 syncs of ~50 bytes fill several 4 KiB segments");
+        assert!(
+            w.seq() > first + 1,
+            "300 syncs of ~50 bytes fill several 4 KiB segments"
+        );
         let before = seqs(dir.path());
         assert_eq!(before.len() as u64, w.seq() - first + 1);
         let (_, recs) = {
@@ -626,8 +629,11 @@ mod tests {
         assert_eq!(recs[598], Record::Entries(vec![entry(300, 1)]));
 
         let (mut w, _) = Wal::open(dir.path(), SMALL).unwrap();
-        w.start_base(&[base(290), Record::Entries((291..=300).map(|i| entry(i, 1)).collect())])
-            .unwrap();
+        w.start_base(&[
+            base(290),
+            Record::Entries((291..=300).map(|i| entry(i, 1)).collect()),
+        ])
+        .unwrap();
         assert_eq!(seqs(dir.path()), vec![w.seq()]);
         drop(w);
         let (_w, recs) = Wal::open(dir.path(), SMALL).unwrap();

@@ -440,6 +440,24 @@ impl Cluster {
         })
     }
 
+    /// Waits until member `i`'s Raft log was truncated at least once (it is
+    /// truncated once a background flush of sled covers the entries);
+    /// panics after `timeout`.
+    pub fn wait_log_truncated(&self, i: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self
+            .metric(i, "keel_raft_log_truncations_total")
+            .unwrap_or(0.0)
+            < 1.0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "member {i} never truncated its Raft log"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Cuts member `i` off from every peer (both directions) through its fault hook.
     pub fn isolate(&self, i: usize) {
         let (code, body) = http_post(self.members[i].client_port, "/debug/fault/cut?peers=all")

@@ -536,8 +536,10 @@ mod tests {
             SMALL,
             "segments are preallocated"
         );
-        let mut cs = ConfState::default();
-        cs.voters = vec![1, 2, 3];
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..Default::default()
+        };
         let mut compact = SnapshotMetadata {
             index: 1,
             term: 1,

@@ -52,19 +52,18 @@
 //! `MemStorage` it never panics on a bad argument: it returns raft's
 //! `StorageError`s wrapped in [`Error::Raft`].
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
 use crate::{Error, Result};
 
+mod arena;
 mod legacy;
 #[cfg(test)]
 mod tests;
@@ -109,8 +108,8 @@ struct Cache {
     conf_state: ConfState,
     /// Index and term of the entry just before the log, with a conf state.
     snapshot: SnapshotMetadata,
-    /// Entries `first_index()..=last_index()`.
-    entries: VecDeque<Entry>,
+    /// Entries `first_index()..=last_index()`, packed.
+    entries: arena::Entries,
     /// Whether anything was ever written.
     written: bool,
 }
@@ -131,8 +130,8 @@ impl Cache {
         if index < self.first_index() {
             return Err(store_error(StorageError::Compacted));
         }
-        match self.entries.get((index - self.first_index()) as usize) {
-            Some(e) => Ok(e.term),
+        match self.entries.term((index - self.first_index()) as usize) {
+            Some(term) => Ok(term),
             None => Err(store_error(StorageError::Unavailable)),
         }
     }
@@ -161,12 +160,17 @@ impl Cache {
         Ok(())
     }
 
-    fn append(&mut self, entries: &[Entry]) {
-        let Some(head) = entries.first() else { return };
+    fn append(&mut self, entries: &[Entry]) -> Result<()> {
+        let Some(head) = entries.first() else {
+            return Ok(());
+        };
         self.entries
             .truncate((head.index - self.first_index()) as usize);
-        self.entries.extend(entries.iter().cloned());
+        for e in entries {
+            self.entries.push(e)?;
+        }
         self.written = true;
+        Ok(())
     }
 
     /// The log restarts, empty, after `snapshot`.
@@ -189,7 +193,7 @@ impl Cache {
             )));
         }
         let drop = (meta.index - self.snapshot.index) as usize;
-        self.entries.drain(..drop);
+        self.entries.drop_front(drop);
         self.snapshot = meta;
         self.written = true;
         Ok(())
@@ -202,7 +206,7 @@ impl Cache {
                 self.check_append(&entries).map_err(|e| {
                     Error::Corrupt(format!("raft WAL: entries do not fit the log: {e}"))
                 })?;
-                self.append(&entries);
+                self.append(&entries)?;
             }
             Record::HardState(hs) => {
                 self.hard_state = hs;
@@ -280,7 +284,7 @@ impl RaftStorage {
                 let old = legacy::read(db)?;
                 let mut cache = Cache::default();
                 cache.reset(old.snapshot, old.hard_state, old.conf_state);
-                cache.append(&old.entries);
+                cache.append(&old.entries)?;
                 return Ok(RaftLogView { cache });
             }
         }
@@ -300,7 +304,7 @@ impl RaftStorage {
         }
         let entries = old.entries.len();
         cache.reset(old.snapshot, old.hard_state, old.conf_state);
-        cache.append(&old.entries);
+        cache.append(&old.entries)?;
         self.write_base(&cache)?;
         drop(cache);
         legacy::drop_trees(db)?;
@@ -422,8 +426,7 @@ impl RaftStorage {
         let mut cache = self.write();
         cache.check_append(entries)?;
         self.wal().append_entries(entries)?;
-        cache.append(entries);
-        Ok(())
+        cache.append(entries)
     }
 
     /// Saves the hard state. Not durable until [`RaftStorage::flush`].
@@ -515,12 +518,13 @@ impl RaftStorage {
             hard_state: cache.hard_state.clone(),
             conf_state: cache.conf_state.clone(),
         }];
-        // Records of at most ~4 MiB each.
-        let (a, b) = cache.entries.as_slices();
-        for part in [a, b] {
-            for chunk in part.chunks(4096) {
-                records.push(Record::Entries(chunk.to_vec()));
-            }
+        // Records of at most 4096 entries each.
+        let n = cache.entries.len();
+        for from in (0..n).step_by(4096) {
+            let part = (from..(from + 4096).min(n))
+                .map(|i| cache.entries.get(i))
+                .collect::<Result<Vec<_>>>()?;
+            records.push(Record::Entries(part));
         }
         let mut wal = self.wal();
         wal.start_base(&records)?;
@@ -634,11 +638,13 @@ impl RaftLogView {
         self.cache.term(index).ok()
     }
     /// The entries `low..high` still in the log.
-    pub fn entries(&self, low: u64, high: u64) -> impl Iterator<Item = &Entry> {
+    pub fn entries(&self, low: u64, high: u64) -> Result<Vec<Entry>> {
         let first = self.cache.first_index();
         let from = low.max(first) - first;
         let to = high.min(self.cache.last_index() + 1).max(first) - first;
-        self.cache.entries.range(from.min(to) as usize..to as usize)
+        (from..to.max(from))
+            .map(|i| self.cache.entries.get(i as usize))
+            .collect()
     }
 }
 
@@ -661,9 +667,9 @@ fn entries_in(cache: &Cache, low: u64, high: u64, max_size: Option<u64>) -> Resu
     let wanted = (high - low) as usize;
     let mut entries = Vec::with_capacity(wanted.min(1024));
     let mut size = 0u64;
-    for entry in cache.entries.range(from..from + wanted) {
-        size += u64::from(entry.compute_size());
-        entries.push(entry.clone());
+    for i in from..from + wanted {
+        size += cache.entries.size(i);
+        entries.push(cache.entries.get(i)?);
         // Keep the entry that crosses the limit: limit_size drops it, and
         // is then the one judge of the cut.
         if max_size.is_some_and(|max| size > max) {

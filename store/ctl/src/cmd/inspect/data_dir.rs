@@ -134,7 +134,13 @@ pub fn inspect(path: &Path) -> Result<Report> {
     let mut i = first;
     while i <= last {
         let hi = (i + 1024).min(last + 1);
-        let es: Vec<_> = storage.entries(i, hi).collect();
+        let es = match storage.entries(i, hi) {
+            Ok(es) => es,
+            Err(e) => {
+                problems.push(format!("entries {i}..{hi}: {e}"));
+                Vec::new()
+            }
+        };
         for (k, e) in es.iter().enumerate() {
             if e.index != i + k as u64 {
                 problems.push(format!("entry at {} has index {}", i + k as u64, e.index));

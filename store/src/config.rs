@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::maintenance::compactor::AutoCompaction;
 
 /// sled's cache when `--backend-cache-bytes` is not given.
-pub const DEFAULT_BACKEND_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+pub const DEFAULT_BACKEND_CACHE_BYTES: u64 = 96 * 1024 * 1024;
 
 /// A member id (raft node id). Never 0.
 pub type MemberId = u64;

@@ -62,8 +62,9 @@ pub fn run(args: &FsyncArgs, progress: ProgressBar) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
-/// Writes `len` zero bytes and syncs them, data and metadata.
-fn preallocate(file: &mut File, len: u64) -> std::io::Result<()> {
+/// Writes `len` zero bytes and syncs them, data and metadata (also how the
+/// Raft WAL prepares its segments).
+pub(crate) fn preallocate(file: &mut File, len: u64) -> std::io::Result<()> {
     let chunk = vec![0u8; 1 << 20];
     let mut left = len;
     while left > 0 {

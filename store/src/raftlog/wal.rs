@@ -156,14 +156,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 fn prepare(dir: &Path, bytes: u64) -> std::io::Result<PathBuf> {
     let path = dir.join(NEXT);
     let mut f = File::create(&path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(zeros.len() as u64) as usize;
-        f.write_all(&zeros[..n])?;
-        left -= n as u64;
-    }
-    f.sync_all()?;
+    crate::bench::fsync::preallocate(&mut f, bytes)?;
     Ok(path)
 }
 
@@ -228,15 +221,7 @@ impl Wal {
 
     /// Records `rec` (buffered until [`Wal::sync`]).
     pub fn record(&mut self, rec: &Record) -> Result<()> {
-        let start = self.buf.len();
-        self.buf.extend_from_slice(&[0; HEADER]);
-        encode(rec, &mut self.buf)?;
-        let body = &self.buf[start + HEADER..];
-        let len = body.len() as u32;
-        let crc = crc32fast::hash(body);
-        self.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        self.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-        Ok(())
+        self.framed(|buf| encode(rec, buf))
     }
 
     /// Records appended entries (buffered until [`Wal::sync`]).
@@ -244,9 +229,18 @@ impl Wal {
         if entries.is_empty() {
             return Ok(());
         }
+        self.framed(|buf| encode_entries(entries, buf))
+    }
+
+    /// Buffers one record whose kind and payload `body` writes, framed with
+    /// its length and checksum.
+    fn framed(&mut self, body: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<()> {
         let start = self.buf.len();
         self.buf.extend_from_slice(&[0; HEADER]);
-        encode_entries(entries, &mut self.buf)?;
+        if let Err(e) = body(&mut self.buf) {
+            self.buf.truncate(start);
+            return Err(e);
+        }
         let body = &self.buf[start + HEADER..];
         let len = body.len() as u32;
         let crc = crc32fast::hash(body);

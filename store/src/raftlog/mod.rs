@@ -4,8 +4,8 @@
 //! [`RaftStorage`] keeps what raft-rs asks a storage to keep: the log entries,
 //! the hard state (term, vote, commit), the conf state, and the metadata
 //! (index, term, conf state) of the point the log was last truncated at, by a
-//! compaction or by installing a snapshot. All of it lives in memory; every
-//! change is also recorded in the WAL, and [`RaftStorage::flush`] (once per
+//! compaction or by installing a snapshot. All of it lives in memory (the
+//! entries packed: `arena.rs`); every change is also recorded in the WAL, and [`RaftStorage::flush`] (once per
 //! `Ready`) makes the records durable with one `fdatasync`. Opening replays
 //! the WAL. The state machine's sled database is not on this path at all: it
 //! is written by the apply path and flushed in the background

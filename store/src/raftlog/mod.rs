@@ -5,8 +5,9 @@
 //! the hard state (term, vote, commit), the conf state, and the metadata
 //! (index, term, conf state) of the point the log was last truncated at, by a
 //! compaction or by installing a snapshot. All of it lives in memory (the
-//! entries packed: `arena.rs`); every change is also recorded in the WAL, and [`RaftStorage::flush`] (once per
-//! `Ready`) makes the records durable with one `fdatasync`. Opening replays
+//! entries packed: `arena.rs`); every change is also recorded in the WAL,
+//! and [`RaftStorage::flush`] (once per `Ready`) makes the records durable
+//! with one `fdatasync`. Opening replays
 //! the WAL. The state machine's sled database is not on this path at all: it
 //! is written by the apply path and flushed in the background
 //! ([`RaftStorage::start_checkpointer`]); the log keeps every entry the

@@ -251,9 +251,13 @@ async fn leader_kill_loses_no_acknowledged_write() {
         "{} acknowledged writes verified on 3 members at revision {final_rev}",
         acked.len()
     );
+    // An election takes one randomized election timeout of 1 to 1.5 s (the
+    // default 1 s, as etcd) after the last heartbeat, then the client's
+    // retry finds the new leader: 2 s had no margin on a loaded 2-core
+    // machine (a CI run took 2.05 s), 3 s still catches a stuck failover.
     assert!(
-        gap < Duration::from_secs(2),
-        "writes resumed only after {gap:?} (want < 2 s)"
+        gap < Duration::from_secs(3),
+        "writes resumed only after {gap:?} (want < 3 s)"
     );
 }
 

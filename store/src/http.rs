@@ -84,7 +84,10 @@ async fn health(
             .get(0)
             .iter()
             .any(|a| !excluded.contains(&crate::maintenance::alarm::alarm_name(a.alarm)));
+    // Like etcd, which serves no client until it has published its name
+    // and client URLs through Raft, a member is not healthy before that.
     let ok = !alarmed
+        && s.membership.local_published()
         && s.kv.node().status().has_leader()
         && matches!(
             tokio::time::timeout(Duration::from_secs(1), s.kv.node().read_index()).await,

@@ -34,6 +34,27 @@ fn json(o: &Output) -> Value {
     serde_json::from_str(&ok(o)).expect("json output")
 }
 
+/// Waits until `member list` shows `n` members, each with client URLs.
+fn wait_published(eps: &str, n: usize, timeout: Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let v = json(&keelctl(eps, &["member", "list", "-w", "json"]));
+        let members = v["members"].as_array().cloned().unwrap_or_default();
+        let published = members
+            .iter()
+            .filter(|m| m["clientURLs"].as_array().is_some_and(|u| !u.is_empty()))
+            .count();
+        if published == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "members not published after {timeout:?}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn raft_status_of_three_members() {
     let c = Cluster::start(3);
@@ -42,6 +63,10 @@ fn raft_status_of_three_members() {
     for i in 0..5 {
         ok(&keelctl(&eps, &["put", &format!("k{i}"), "v"]));
     }
+    // A member serves clients before its name and client URLs are recorded
+    // through Raft (its publish retries until there is a leader); until then
+    // `inspect raft` rightly says it is "not started". Wait for all three.
+    wait_published(&eps, 3, Duration::from_secs(10));
     let v = json(&keelctl(&eps, &["inspect", "raft", "-w", "json"]));
     let members = v["members"].as_array().unwrap();
     assert_eq!(members.len(), 3);

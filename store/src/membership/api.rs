@@ -392,6 +392,7 @@ impl Members {
                         ?client_urls,
                         "published local member to cluster through raft"
                     );
+                    self.membership.mark_published();
                     return Ok(());
                 }
                 Some(_) => {
@@ -415,7 +416,7 @@ impl Members {
                 None => {}
             }
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 _ = stop.wait_for(|s| *s) => return Ok(()),
             }
         }

@@ -46,7 +46,7 @@ pub mod service;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use keel_proto::{etcdserverpb, peer};
@@ -282,6 +282,9 @@ pub struct Membership {
     /// when to look again.
     version: AtomicU64,
     removed: watch::Sender<bool>,
+    /// Set once this member's name and client URLs are in the replicated
+    /// list (etcd serves no client before that; keel reports unhealthy).
+    published: AtomicBool,
 }
 
 impl Membership {
@@ -300,6 +303,7 @@ impl Membership {
             remotes: RwLock::new(BTreeMap::new()),
             version: AtomicU64::new(1),
             removed: watch::channel(removed).0,
+            published: AtomicBool::new(false),
         })
     }
 
@@ -386,6 +390,16 @@ impl Membership {
             .members
             .get(&self.local)
             .is_some_and(|m| m.is_learner)
+    }
+
+    /// Whether this member's attributes (name, client URLs) are published.
+    pub fn local_published(&self) -> bool {
+        self.published.load(Ordering::Acquire)
+    }
+
+    /// Records that this member's attributes are in the replicated list.
+    pub fn mark_published(&self) {
+        self.published.store(true, Ordering::Release);
     }
 
     /// Whether this member was removed from the cluster.

@@ -113,6 +113,9 @@ pub struct StoreFlags {
         default_value_t = 5_000
     )]
     pub experimental_snapshot_catchup_entries: u64,
+    /// How long the leader's Raft thread may spin on its queue before it sleeps, while recent waits were shorter (e.g. 500us; 0s: never spin).
+    #[arg(long, env = "KEEL_EXPERIMENTAL_RAFT_SPIN", default_value = "500us", value_parser = parse_duration_or_zero)]
+    pub experimental_raft_spin: Duration,
     /// Duration of periodic watch progress notifications (e.g. 10m, 30s, 500ms).
     #[arg(long, env = "KEEL_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub experimental_watch_progress_notify_interval: Duration,
@@ -223,6 +226,8 @@ pub struct Config {
     /// Auth token TTL and bcrypt cost (see [`crate::auth`]).
     pub auth: crate::auth::Settings,
     pub snapshot_catchup_entries: u64,
+    /// `--experimental-raft-spin`: see [`crate::consensus::spin`].
+    pub raft_spin: Duration,
     pub strict_reconfig_check: bool,
     pub watch_progress_notify_interval: Duration,
     /// `--quota-backend-bytes` as given (0: default, negative: no quota).
@@ -386,6 +391,7 @@ impl StoreFlags {
             },
             auth: self.auth.into_settings()?,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
+            raft_spin: self.experimental_raft_spin,
             strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             quota_backend_bytes: self.quota_backend_bytes,
@@ -403,6 +409,11 @@ impl StoreFlags {
 }
 
 /// Parses a duration as etcd's flags take them ("10m", "1m30s", "500ms").
+/// A duration that may be zero (`0s` turns the setting off).
+fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
     if d.is_zero() {

@@ -280,7 +280,8 @@ impl Server {
                 catchup_entries: cfg.snapshot_catchup_entries,
                 crash_in_install: cfg.unsafe_crash_in_snapshot_install,
             },
-        );
+        )
+        .with_spin(cfg.raft_spin);
         let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel();
         let driver_thread = std::thread::Builder::new()
             .name("raft".into())

@@ -1,6 +1,7 @@
 //! The driver loop: the only owner of the `RawNode`.
 //!
-//! One iteration: wait for a command or the next tick; drain every queued
+//! One iteration: wait for a command or the next tick (as leader, spinning
+//! first when recent waits were short: [`super::spin`]); drain every queued
 //! command (so many proposals become one `Ready`); tick when due; issue one
 //! ReadIndex for all reads queued since the last one; then handle the `Ready` in
 //! raft-rs's documented order:
@@ -31,6 +32,7 @@ use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
 use super::snapshot::{self, SnapDir};
+use super::spin::Spin;
 use super::{Command, ConfChange, ConfChangeKind, Replication, StateMachine, Status};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
@@ -72,6 +74,7 @@ pub struct Driver<SM: StateMachine, T: Outbox> {
     last_term: u64,
     snap_dir: SnapDir,
     log: LogRetention,
+    spin: Spin,
 }
 
 /// When to truncate the Raft log (etcd's `--snapshot-count` and
@@ -116,7 +119,35 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             next_read_ctx: 1,
             last_leader: 0,
             last_term: 0,
+            spin: Spin::new(Duration::ZERO),
         }
+    }
+
+    /// Lets the leader spin on its queue for up to `limit` before sleeping
+    /// (see [`super::spin`]).
+    pub(crate) fn with_spin(mut self, limit: Duration) -> Self {
+        self.spin = Spin::new(limit);
+        self
+    }
+
+    /// Waits up to `wait` for the next command: as leader, first by spinning
+    /// (when recent waits were short), then asleep on the queue.
+    fn next_command(
+        &mut self,
+        wait: Duration,
+    ) -> std::result::Result<Command<SM::Output>, crossbeam_channel::RecvTimeoutError> {
+        let started = Instant::now();
+        let budget = if self.raw.raft.state == StateRole::Leader {
+            self.spin.budget().min(wait)
+        } else {
+            Duration::ZERO
+        };
+        let got = match Spin::poll(&self.rx, budget) {
+            Some(cmd) => Ok(cmd),
+            None => self.rx.recv_timeout(wait.saturating_sub(started.elapsed())),
+        };
+        self.spin.observe(started.elapsed());
+        got
     }
 
     /// Runs until `Command::Stop` or every handle is dropped. A storage error is
@@ -126,7 +157,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         self.publish_status();
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
+            match self.next_command(wait) {
                 Ok(cmd) => {
                     if !self.handle(cmd) {
                         break;

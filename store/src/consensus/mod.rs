@@ -31,6 +31,7 @@
 pub mod driver;
 pub mod logger;
 pub mod snapshot;
+pub mod spin;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -408,12 +408,12 @@ impl StoreFlags {
     }
 }
 
-/// Parses a duration as etcd's flags take them ("10m", "1m30s", "500ms").
 /// A duration that may be zero (`0s` turns the setting off).
 fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))
 }
 
+/// Parses a duration as etcd's flags take them ("10m", "1m30s", "500ms").
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
     if d.is_zero() {

@@ -367,6 +367,13 @@ impl RaftStorage {
         self.inner.wal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Records `rec` in the WAL (buffered until [`RaftStorage::flush`]) and
+    /// applies it to the in-memory log, under the caller's write lock.
+    fn log(&self, cache: &mut Cache, rec: Record) -> Result<()> {
+        self.wal().record(&rec)?;
+        cache.replay(rec)
+    }
+
     /// Whether nothing was ever written (a fresh data dir).
     pub fn is_empty(&self) -> bool {
         !self.read().written
@@ -389,8 +396,7 @@ impl RaftStorage {
             hard_state: cache.hard_state.clone(),
             conf_state: cs,
         };
-        self.wal().record(&rec)?;
-        cache.replay(rec)
+        self.log(&mut cache, rec)
     }
 
     /// Bootstraps a fresh member of a new cluster: the log starts after a
@@ -433,8 +439,7 @@ impl RaftStorage {
     /// Saves the hard state. Not durable until [`RaftStorage::flush`].
     pub fn set_hard_state(&self, hs: &HardState) -> Result<()> {
         let mut cache = self.write();
-        self.wal().record(&Record::HardState(hs.clone()))?;
-        cache.replay(Record::HardState(hs.clone()))
+        self.log(&mut cache, Record::HardState(hs.clone()))
     }
 
     /// Sets the hard state's commit index (what a light ready carries).
@@ -443,16 +448,14 @@ impl RaftStorage {
         let mut cache = self.write();
         let mut hs = cache.hard_state.clone();
         hs.commit = commit;
-        self.wal().record(&Record::HardState(hs.clone()))?;
-        cache.replay(Record::HardState(hs))
+        self.log(&mut cache, Record::HardState(hs))
     }
 
     /// Saves the conf state (after applying a conf change).
     /// Not durable until [`RaftStorage::flush`].
     pub fn set_conf_state(&self, cs: &ConfState) -> Result<()> {
         let mut cache = self.write();
-        self.wal().record(&Record::ConfState(cs.clone()))?;
-        cache.replay(Record::ConfState(cs.clone()))
+        self.log(&mut cache, Record::ConfState(cs.clone()))
     }
 
     /// Installs a snapshot's metadata: drops every entry, makes the snapshot
@@ -477,8 +480,7 @@ impl RaftStorage {
             hard_state: hs,
             conf_state: meta.get_conf_state().clone(),
         };
-        self.wal().record(&rec)?;
-        cache.replay(rec)
+        self.log(&mut cache, rec)
     }
 
     /// Drops the entries below `compact_index`. The last dropped entry's

@@ -196,16 +196,16 @@ impl Wal {
     pub fn open(dir: &Path, segment_bytes: u64) -> Result<(Wal, Vec<Record>)> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
         let replay = read_all(dir, true)?;
-        let mut wal = Wal {
+        let seq = replay.last_seq + 1;
+        let wal = Wal {
             dir: dir.to_path_buf(),
-            seq: replay.last_seq,
-            file: File::open(dir).map_err(|e| io(dir, e))?,
+            seq,
+            file: install_segment(dir, seq, segment_bytes, None)?,
             written: 0,
             buf: Vec::new(),
             segment_bytes,
-            prepared: None,
+            prepared: start_preparing(dir, segment_bytes),
         };
-        wal.start_next()?;
         Ok((wal, replay.records))
     }
 
@@ -287,33 +287,42 @@ impl Wal {
         sync_dir(&self.dir)
     }
 
-    /// Moves to segment `seq + 1`: the prepared zero-filled file renamed (or
-    /// one filled now if the preparer failed), then the next one prepared.
+    /// Moves to segment `seq + 1` and starts preparing the one after it.
     fn start_next(&mut self) -> Result<()> {
         debug_assert!(self.buf.is_empty(), "start a segment after sync");
-        let prepared = match self.prepared.take().map(|h| h.join()) {
-            Some(Ok(Ok(path))) => path,
-            Some(Ok(Err(e))) => {
-                tracing::warn!(error = %e, "raft WAL: preparing a segment failed; filling one now");
-                prepare(&self.dir, self.segment_bytes).map_err(|e| io(&self.dir, e))?
-            }
-            Some(Err(_)) | None => {
-                prepare(&self.dir, self.segment_bytes).map_err(|e| io(&self.dir, e))?
-            }
-        };
         let seq = self.seq + 1;
-        let path = self.dir.join(file_name(seq));
-        std::fs::rename(&prepared, &path).map_err(|e| io(&path, e))?;
-        sync_dir(&self.dir)?;
-        self.file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| io(&path, e))?;
+        self.file = install_segment(&self.dir, seq, self.segment_bytes, self.prepared.take())?;
         self.seq = seq;
         self.written = 0;
         self.prepared = start_preparing(&self.dir, self.segment_bytes);
         Ok(())
     }
+}
+
+/// Makes segment `seq` in `dir` from the `prepared` zero-filled file (or
+/// one filled now if there is none or the preparer failed), and opens it
+/// for writing.
+fn install_segment(
+    dir: &Path,
+    seq: u64,
+    segment_bytes: u64,
+    prepared: Option<JoinHandle<std::io::Result<PathBuf>>>,
+) -> Result<File> {
+    let prepared = match prepared.map(|h| h.join()) {
+        Some(Ok(Ok(path))) => path,
+        Some(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "raft WAL: preparing a segment failed; filling one now");
+            prepare(dir, segment_bytes).map_err(|e| io(dir, e))?
+        }
+        Some(Err(_)) | None => prepare(dir, segment_bytes).map_err(|e| io(dir, e))?,
+    };
+    let path = dir.join(file_name(seq));
+    std::fs::rename(&prepared, &path).map_err(|e| io(&path, e))?;
+    sync_dir(dir)?;
+    OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(&path, e))
 }
 
 impl Drop for Wal {

@@ -8,7 +8,12 @@
 //!
 //! 1. send the leader's messages (they do not depend on our own write);
 //! 2. apply committed entries (already durable here);
-//! 3. append new entries, write the hard state; ONE flush (fsync) for both;
+//! 3. append new entries, write the hard state; ONE flush (fsync) for both,
+//!    and only when Raft needs it (`must_sync`: new entries, a snapshot, a new
+//!    term or vote) or a conf state was recorded. A hard state that moved only
+//!    its commit index is written but not synced on its own: it reaches the
+//!    disk with the next sync, and a restart that finds it behind takes the
+//!    applied index as the commit (etcd's `MustSync` does the same);
 //! 4. send the persisted messages (votes, append responses), now safe;
 //! 5. `advance`; record the new commit index; send its messages; apply its
 //!    committed entries; `advance_apply`.
@@ -75,6 +80,11 @@ pub struct Driver<SM: StateMachine, T: Outbox> {
     snap_dir: SnapDir,
     log: LogRetention,
     spin: Spin,
+    /// A conf state was recorded since the last sync: the next `Ready` syncs
+    /// even if Raft does not ask for it (the state machine records the
+    /// membership with the entry's index, so the two must not disagree
+    /// after a crash).
+    conf_unsynced: bool,
 }
 
 /// When to truncate the Raft log (etcd's `--snapshot-count` and
@@ -120,6 +130,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             last_leader: 0,
             last_term: 0,
             spin: Spin::new(Duration::ZERO),
+            conf_unsynced: false,
         }
     }
 
@@ -130,19 +141,25 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         self
     }
 
-    /// Waits up to `wait` for the next command: as leader, first by spinning
-    /// (when recent waits were short), then asleep on the queue.
+    /// Waits up to `wait` for the next command: as a leader waiting for its
+    /// clients, first by spinning (when recent waits were short), then asleep
+    /// on the queue.
     fn next_command(
         &mut self,
         wait: Duration,
     ) -> std::result::Result<Command<SM::Output>, crossbeam_channel::RecvTimeoutError> {
+        // Only a leader with nothing in flight spins: what it waits for is a
+        // client's next request. Waiting for the followers' replies (to a
+        // proposal or a ReadIndex) it sleeps, leaving the CPU to them when
+        // they share the machine.
+        let for_clients = self.raw.raft.state == StateRole::Leader
+            && self.proposals.is_empty()
+            && self.inflight_reads.is_empty();
+        if !for_clients {
+            return self.rx.recv_timeout(wait);
+        }
         let started = Instant::now();
-        let budget = if self.raw.raft.state == StateRole::Leader {
-            self.spin.budget().min(wait)
-        } else {
-            Duration::ZERO
-        };
-        let got = match Spin::poll(&self.rx, budget) {
+        let got = match Spin::poll(&self.rx, self.spin.budget().min(wait)) {
             Some(cmd) => Ok(cmd),
             None => self.rx.recv_timeout(wait.saturating_sub(started.elapsed())),
         };
@@ -456,23 +473,15 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         let applied_in = began.elapsed();
 
         let store = self.raw.store().clone();
-        let mut wrote = false;
         if !ready.entries().is_empty() {
             store.append(ready.entries())?;
-            wrote = true;
         }
         if let Some(hs) = ready.hs() {
             store.set_hard_state(hs)?;
-            wrote = true;
         }
         let mut flushed_in = Duration::ZERO;
-        if wrote || ready.must_sync() {
-            let started = Instant::now();
-            store.flush()?;
-            flushed_in = started.elapsed();
-            self.metrics
-                .wal_fsync_seconds
-                .observe(flushed_in.as_secs_f64());
+        if ready.must_sync() || self.conf_unsynced {
+            flushed_in = self.sync(&store)?;
         }
         if let Some(ss) = ready.ss() {
             let leader = ss.leader_id;
@@ -491,6 +500,9 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         }
         let committed = light.take_committed_entries();
         self.apply_entries(committed)?;
+        if self.conf_unsynced {
+            self.sync(&store)?;
+        }
         self.raw.advance_apply();
         self.publish_status();
         self.truncate_log()?;
@@ -507,6 +519,14 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             );
         }
         Ok(())
+    }
+
+    /// One `fdatasync` of the Raft log, timed into the fsync histogram.
+    fn sync(&mut self, store: &RaftStorage) -> Result<Duration> {
+        let took = store.flush()?;
+        self.conf_unsynced = false;
+        self.metrics.wal_fsync_seconds.observe(took.as_secs_f64());
+        Ok(took)
     }
 
     /// Drops applied entries from the Raft log once `snapshot_count` were
@@ -676,6 +696,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             tracing::warn!(index, ?cc, "applying a conf change keel did not propose");
             let cs = self.raw.apply_conf_change(&cc)?;
             self.raw.store().set_conf_state(&cs)?;
+            self.conf_unsynced = true;
             self.sm.skip(index);
             return Ok(());
         };
@@ -683,6 +704,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         if accepted {
             let cs = self.raw.apply_conf_change(&cc)?;
             self.raw.store().set_conf_state(&cs)?;
+            self.conf_unsynced = true;
             tracing::info!(
                 index,
                 node = format!("{:x}", change.node),

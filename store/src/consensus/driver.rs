@@ -141,21 +141,19 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         self
     }
 
-    /// Waits up to `wait` for the next command: as a leader waiting for its
-    /// clients, first by spinning (when recent waits were short), then asleep
-    /// on the queue.
+    /// Waits up to `wait` for the next command: as a leader with no proposal
+    /// in flight, first by spinning (when recent waits were short), then
+    /// asleep on the queue.
     fn next_command(
         &mut self,
         wait: Duration,
     ) -> std::result::Result<Command<SM::Output>, crossbeam_channel::RecvTimeoutError> {
-        // Only a leader with nothing in flight spins: what it waits for is a
-        // client's next request. Waiting for the followers' replies (to a
-        // proposal or a ReadIndex) it sleeps, leaving the CPU to them when
-        // they share the machine.
-        let for_clients = self.raw.raft.state == StateRole::Leader
-            && self.proposals.is_empty()
-            && self.inflight_reads.is_empty();
-        if !for_clients {
+        // A leader spins while it waits for a client's next request or for
+        // the heartbeat replies of a ReadIndex (a short round trip). A
+        // proposal in flight waits for the followers' fsyncs: too long to
+        // watch, and followers sharing the machine need the CPU for them.
+        let spin = self.raw.raft.state == StateRole::Leader && self.proposals.is_empty();
+        if !spin {
             return self.rx.recv_timeout(wait);
         }
         let started = Instant::now();

@@ -12,14 +12,14 @@
 //! thread waited for its next command, and spins only while that average is
 //! below the limit (`--experimental-raft-spin`). An idle member, whose waits
 //! end at the next tick, does not spin at all. The driver spins only as a
-//! leader with nothing in flight, i.e. while it waits for a client's next
-//! request; waiting for its followers' replies it sleeps. And each turn of
-//! the spin yields the core to any other runnable thread first. Members
-//! that share a machine (three on a laptop, or on the 2-core machine keel
-//! is measured on) then do not take CPU from each other: an earlier version
-//! that spun on every member, without yielding, cut put 1/1 on three
-//! co-located members from 1,118 to 754/s, and one that spun on the leader
-//! whatever it waited for raised their p99.
+//! leader with no proposal in flight: while it waits for a client's next
+//! request or for the heartbeat replies of a ReadIndex, not while its
+//! followers fsync. And each turn of the spin yields the core to any other
+//! runnable thread first. Members that share a machine (three on a laptop,
+//! or on the 2-core machine keel is measured on) then do not take CPU from
+//! each other: an earlier version that spun on every member, without
+//! yielding, cut put 1/1 on three co-located members from 1,118 to 754/s,
+//! and one that spun on the leader whatever it waited for raised their p99.
 
 use std::time::{Duration, Instant};
 

@@ -157,7 +157,8 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             return self.rx.recv_timeout(wait);
         }
         let started = Instant::now();
-        let got = match Spin::poll(&self.rx, self.spin.budget().min(wait)) {
+        let polite = self.raw.raft.prs().conf().voters().ids().len() > 1;
+        let got = match Spin::poll(&self.rx, self.spin.budget().min(wait), polite) {
             Some(cmd) => Ok(cmd),
             None => self.rx.recv_timeout(wait.saturating_sub(started.elapsed())),
         };

@@ -63,6 +63,37 @@ async fn writes_through_any_member_are_read_everywhere() {
     assert_eq!(seen, 3);
 }
 
+/// A lone put costs every member one fsync of its Raft log (its entry), not
+/// a second one for the commit index that follows it (raft-rs's
+/// `must_sync`, etcd's `MustSync`): before, the leader synced twice per put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_put_costs_each_member_one_fsync() {
+    const FSYNCS: &str = "etcd_disk_wal_fsync_duration_seconds_count";
+    const PUTS: usize = 200;
+    let c = Cluster::start(3);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let client = c.member_client(leader);
+    // Every member has published itself (and synced for it) before counting.
+    for i in 0..3 {
+        c.wait_healthy(i, Duration::from_secs(10));
+    }
+    client.put("warm", "up").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before: Vec<f64> = (0..3).map(|i| c.metric(i, FSYNCS).unwrap()).collect();
+    for n in 0..PUTS {
+        client.put(format!("k{n}"), "v").await.unwrap();
+    }
+    // The followers learn the last commit with the next append or heartbeat.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for (i, before) in before.iter().enumerate() {
+        let synced = c.metric(i, FSYNCS).unwrap() - before;
+        assert!(
+            synced >= 1.0 && synced <= PUTS as f64 * 1.2,
+            "member {i} (leader {leader}) synced {synced} times for {PUTS} puts"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_member_cannot_serve_linearizable_reads_or_writes() {
     let c = Cluster::start_with(

@@ -152,7 +152,13 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         // the heartbeat replies of a ReadIndex (a short round trip). A
         // proposal in flight waits for the followers' fsyncs: too long to
         // watch, and followers sharing the machine need the CPU for them.
-        let spin = self.raw.raft.state == StateRole::Leader && self.proposals.is_empty();
+        // A follower spins only while it waits for the leader's answer to a
+        // ReadIndex (the same round trip, one hop longer).
+        let spin = if self.raw.raft.state == StateRole::Leader {
+            self.proposals.is_empty()
+        } else {
+            !self.inflight_reads.is_empty()
+        };
         if !spin {
             return self.rx.recv_timeout(wait);
         }

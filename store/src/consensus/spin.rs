@@ -11,10 +11,11 @@
 //! The spin is adaptive: [`Spin`] keeps a moving average of how long the
 //! thread waited for its next command, and spins only while that average is
 //! below the limit (`--experimental-raft-spin`). An idle member, whose waits
-//! end at the next tick, does not spin at all. The driver spins only as a
+//! end at the next tick, does not spin at all. The driver spins as a
 //! leader with no proposal in flight: while it waits for a client's next
 //! request or for the heartbeat replies of a ReadIndex, not while its
-//! followers fsync. A leader with followers yields the core to any other
+//! followers fsync; and as a follower only while it waits for the leader's
+//! answer to a ReadIndex. A leader with followers yields the core to any other
 //! runnable thread at each turn of the spin; a lone member spins without
 //! yielding. Members that share a machine (three on a laptop, or on the
 //! 2-core machine keel is measured on) then do not take CPU from each

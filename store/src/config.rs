@@ -415,7 +415,7 @@ fn parse_duration_or_zero(s: &str) -> std::result::Result<Duration, String> {
 
 /// Parses a duration as etcd's flags take them ("10m", "1m30s", "500ms").
 fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
+    let d = parse_duration_or_zero(s)?;
     if d.is_zero() {
         return Err(format!("invalid duration {s:?}: must be > 0"));
     }

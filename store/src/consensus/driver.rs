@@ -1,7 +1,7 @@
 //! The driver loop: the only owner of the `RawNode`.
 //!
-//! One iteration: wait for a command or the next tick (as leader, spinning
-//! first when recent waits were short: [`super::spin`]); drain every queued
+//! One iteration: wait for a command or the next tick (spinning first when
+//! recent waits were short and what is awaited is quick: [`super::spin`]); drain every queued
 //! command (so many proposals become one `Ready`); tick when due; issue one
 //! ReadIndex for all reads queued since the last one; then handle the `Ready` in
 //! raft-rs's documented order:
@@ -134,16 +134,16 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         }
     }
 
-    /// Lets the leader spin on its queue for up to `limit` before sleeping
+    /// Lets the driver spin on its queue for up to `limit` before sleeping
     /// (see [`super::spin`]).
     pub(crate) fn with_spin(mut self, limit: Duration) -> Self {
         self.spin = Spin::new(limit);
         self
     }
 
-    /// Waits up to `wait` for the next command: as a leader with no proposal
-    /// in flight, first by spinning (when recent waits were short), then
-    /// asleep on the queue.
+    /// Waits up to `wait` for the next command: when it is due soon (see
+    /// below), first by spinning (if recent waits were short), then asleep
+    /// on the queue.
     fn next_command(
         &mut self,
         wait: Duration,

@@ -13,7 +13,8 @@
 //! [`bench`] is `keel bench`, a load generator for any etcd-API endpoint;
 //! [`backup`] writes and checks the files of `snapshot save` / `restore`;
 //! [`auth`] is users, roles, tokens and the one permission check;
-//! [`tls`] is TLS on the client and peer ports.
+//! [`tls`] is TLS on the client and peer ports; [`coalesce`] gathers a
+//! connection's replies into fewer writes.
 //! [`admin`] is keel's own admin API (Raft status for `keelctl inspect`).
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod authority;
 pub mod backup;
 pub mod bench;
+pub mod coalesce;
 pub mod concurrency;
 pub mod config;
 pub mod consensus;

@@ -33,6 +33,9 @@
 //! checks it, and steps the Raft message only once the image is durable
 //! (see [`crate::consensus::snapshot`]).
 //!
+//! Both ends gather their writes ([`crate::coalesce`]), so messages ready
+//! together leave in one segment.
+//!
 //! TLS: peers are dialled through the member's [`Dialer`] (the peer
 //! certificate as client identity, the peer CA as root); the listener side
 //! is in [`crate::tls::serve`].
@@ -371,7 +374,6 @@ async fn peer_loop<O: Send + 'static>(
         let endpoint = match link.dialer.endpoint(&url) {
             Ok(e) => e
                 .connect_timeout(Duration::from_millis(500))
-                .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(5))
                 .keep_alive_timeout(Duration::from_secs(5)),
             Err(e) => {
@@ -379,7 +381,10 @@ async fn peer_loop<O: Send + 'static>(
                 return;
             }
         };
-        let connected = match endpoint.connect().await {
+        let connected = match endpoint
+            .connect_with_connector(tower::service_fn(crate::coalesce::connect))
+            .await
+        {
             Ok(c) => probe(c).await,
             Err(e) => Err(error_chain(&e)),
         };

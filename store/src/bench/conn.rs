@@ -1,4 +1,5 @@
-//! Connections of a run: one tonic `Channel` per `--conns` (TCP_NODELAY), the
+//! Connections of a run: one tonic `Channel` per `--conns` (TCP_NODELAY,
+//! writes gathered as grpc-go gathers them), the
 //! endpoints dealt to them round-robin, and `--target-leader`'s search for the
 //! leader: Maintenance.Status first, then `etcd_server_is_leader 1` in the
 //! endpoint's `/metrics` (plain HTTP on the client URL) for servers without it.
@@ -89,13 +90,14 @@ pub fn endpoint_url(e: &str, tls: Option<&TlsOptions>) -> anyhow::Result<String>
     Ok(url)
 }
 
-/// Opens one channel to `url`.
+/// Opens one channel to `url`. Its requests leave as grpc-go's (under etcd's
+/// benchmark tool) do: those ready together share a write
+/// ([`crate::coalesce`]).
 pub async fn dial(url: &str, how: &Dial) -> anyhow::Result<Channel> {
     keel_client::tls::endpoint(url, how.tls.as_ref())
         .with_context(|| format!("invalid endpoint {url}"))?
-        .tcp_nodelay(true)
         .connect_timeout(how.timeout)
-        .connect()
+        .connect_with_connector(tower::service_fn(crate::coalesce::connect))
         .await
         .with_context(|| format!("connecting to {url}"))
 }

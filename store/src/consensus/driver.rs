@@ -181,6 +181,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.next_command(wait) {
                 Ok(cmd) => {
+                    let mut requests = usize::from(cmd.is_request());
                     if !self.handle(cmd) {
                         break;
                     }
@@ -189,6 +190,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                     for _ in 0..8192 {
                         match self.rx.try_recv() {
                             Ok(cmd) => {
+                                requests += usize::from(cmd.is_request());
                                 if !self.handle(cmd) {
                                     stop = true;
                                     break;
@@ -199,6 +201,9 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                     }
                     if stop {
                         break;
+                    }
+                    if requests > 0 {
+                        self.spin.observe_batch(requests);
                     }
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}

@@ -153,6 +153,13 @@ pub(crate) enum Command<O> {
     Stop,
 }
 
+impl<O> Command<O> {
+    /// A client's proposal or read (what the spin policy counts per wake-up).
+    pub(crate) fn is_request(&self) -> bool {
+        matches!(self, Command::Propose { .. } | Command::ReadIndex { .. })
+    }
+}
+
 /// Live facts about this member, shared with services and metrics. Written only
 /// by the driver.
 #[derive(Debug, Default)]

@@ -11,7 +11,10 @@
 //! The spin is adaptive: [`Spin`] keeps a moving average of how long the
 //! thread waited for its next command, and spins only while that average is
 //! below the limit (`--experimental-raft-spin`). An idle member, whose waits
-//! end at the next tick, does not spin at all. The driver spins as a
+//! end at the next tick, does not spin at all. Nor does a busy one: it keeps
+//! a moving average of the client requests each wake-up found queued, and
+//! from two on, many clients keep the queue full without help, and a spin
+//! would only take a core from the workers serving them. The driver spins as a
 //! leader with no proposal in flight: while it waits for a client's next
 //! request or for the heartbeat replies of a ReadIndex, not while its
 //! followers fsync; and as a follower only while it waits for the leader's
@@ -30,12 +33,18 @@ use std::time::{Duration, Instant};
 /// Weight of the newest wait in the moving average.
 const WEIGHT: f64 = 0.2;
 
+/// Client requests per wake-up (moving average) from which the thread stops
+/// spinning: several clients keep the queue busy on their own.
+const BUSY_BATCH: f64 = 2.0;
+
 /// The spin policy and what it has seen.
 #[derive(Debug, Clone)]
 pub struct Spin {
     limit: Duration,
     /// Moving average of the waits for a command, in seconds.
     average: f64,
+    /// Moving average of the client requests handled per wake-up.
+    batch: f64,
 }
 
 impl Spin {
@@ -45,12 +54,16 @@ impl Spin {
             limit,
             // Start as if idle: no spin until short waits are seen.
             average: 1.0,
+            batch: 1.0,
         }
     }
 
     /// How long to spin before sleeping, given the waits seen so far.
     pub fn budget(&self) -> Duration {
-        if self.limit.is_zero() || self.average >= self.limit.as_secs_f64() {
+        if self.limit.is_zero()
+            || self.average >= self.limit.as_secs_f64()
+            || self.batch >= BUSY_BATCH
+        {
             Duration::ZERO
         } else {
             self.limit
@@ -60,6 +73,12 @@ impl Spin {
     /// Records that a wait for the next command took `waited`.
     pub fn observe(&mut self, waited: Duration) {
         self.average = self.average * (1.0 - WEIGHT) + waited.as_secs_f64() * WEIGHT;
+    }
+
+    /// Records that one wake-up handled `requests` client requests
+    /// (proposals and reads).
+    pub fn observe_batch(&mut self, requests: usize) {
+        self.batch = self.batch * (1.0 - WEIGHT) + requests as f64 * WEIGHT;
     }
 
     /// Polls `rx` until something arrives or `budget` has passed. With
@@ -106,6 +125,25 @@ mod tests {
         // ...until short waits bring the average back down.
         for _ in 0..40 {
             s.observe(Duration::from_micros(250));
+        }
+        assert_eq!(s.budget(), Duration::from_micros(500));
+    }
+
+    #[test]
+    fn many_requests_per_wake_up_stop_the_spinning() {
+        let mut s = Spin::new(Duration::from_micros(500));
+        for _ in 0..40 {
+            s.observe(Duration::from_micros(50));
+            s.observe_batch(1);
+        }
+        assert_eq!(s.budget(), Duration::from_micros(500), "one client spins");
+        for _ in 0..10 {
+            s.observe(Duration::from_micros(50));
+            s.observe_batch(20);
+        }
+        assert_eq!(s.budget(), Duration::ZERO, "many clients do not");
+        for _ in 0..40 {
+            s.observe_batch(1);
         }
         assert_eq!(s.budget(), Duration::from_micros(500));
     }

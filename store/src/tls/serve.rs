@@ -12,7 +12,8 @@
 //!
 //! Plain-text client connections get [`crate::authority::FixAuthority`]
 //! (etcdctl's scheme-bearing `:authority`); over TLS etcdctl sends the host
-//! alone, and peers are keel members: neither needs it.
+//! alone, and peers are keel members: neither needs it. Every connection,
+//! under TLS if any, gathers its writes ([`Coalesce`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
+
+use crate::coalesce::Coalesce;
 use tonic::transport::server::{Router, TcpIncoming};
 
 /// How long a client may take to complete its handshake.
@@ -67,14 +70,15 @@ pub async fn serve(
         (None, Port::Client) => {
             router
                 .serve_with_incoming_shutdown(
-                    plain(listener).map_ok(crate::authority::FixAuthority::new),
+                    plain(listener)
+                        .map_ok(|s| Coalesce::new(crate::authority::FixAuthority::new(s))),
                     shutdown,
                 )
                 .await
         }
         (None, Port::Peer) => {
             router
-                .serve_with_incoming_shutdown(plain(listener), shutdown)
+                .serve_with_incoming_shutdown(plain(listener).map_ok(Coalesce::new), shutdown)
                 .await
         }
     }
@@ -85,7 +89,7 @@ fn incoming(
     listener: TcpListener,
     cfg: Arc<ServerConfig>,
     port: &'static str,
-) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+) -> ReceiverStream<std::io::Result<TlsStream<Coalesce<TcpStream>>>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(cfg);
     tokio::spawn(async move {
@@ -106,7 +110,9 @@ fn incoming(
             let _ = tcp.set_nodelay(true);
             let (acceptor, tx) = (acceptor.clone(), tx.clone());
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(Coalesce::new(tcp)))
+                    .await
+                {
                     Ok(Ok(stream)) => {
                         let _ = tx.send(Ok(stream)).await;
                     }

@@ -13,7 +13,8 @@
 #
 # The workload defaults to `put --key-space-size 100000` (8-byte keys,
 # 256-byte values). Variables in the environment reach the servers (e.g.
-# KEEL_EXPERIMENTAL_RAFT_SPIN=0s). Server CPU is utime + stime of every member
+# KEEL_EXPERIMENTAL_RAFT_SPIN=0s); KEEL=path runs that keel binary (servers and
+# load generator) instead of building this tree's. Server CPU is utime + stime of every member
 # (/proc/PID/stat) across the run; client CPU is the bench process's, from
 # /usr/bin/time. Both servers get etcd's flags from bench/compare (heartbeat
 # 100 ms, election 1 s, snapshot count 100,000). A warm-up of 1,000 requests
@@ -30,8 +31,10 @@ case $members in 1 | 3) ;; *) echo "members: 1 or 3" >&2; exit 2 ;; esac
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 [ "$who" = keel ] || command -v etcd >/dev/null || { echo "needs etcd (apt-get install etcd-server)" >&2; exit 2; }
 
-cargo build --release --quiet --bin keel
-keel=$PWD/target/release/keel
+if [ -n "${KEEL:-}" ]; then keel=$KEEL; else
+    cargo build --release --quiet --bin keel
+    keel=$PWD/target/release/keel
+fi
 data=$PWD/bench-data/cpu-per-request
 rm -rf "$data" && mkdir -p "$data"
 

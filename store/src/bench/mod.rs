@@ -41,7 +41,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let report = if let BenchCmd::Fsync(f) = &args.cmd {
         run_fsync(f, show_progress(args.json))?
     } else {
+        // A request workload gets no more workers than clients: a lone
+        // client's request and reply then never cross between threads (a
+        // futex wake each way, about 7% of put 1/1; docs/benchmarks.md,
+        // "Coalescing writes"). The watch workloads keep one per core.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = match args.cmd {
+            BenchCmd::Watch(_) | BenchCmd::WatchLatency(_) => cores,
+            _ => args.clients.clamp(1, cores),
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
             .enable_all()
             .thread_name("keel-bench")
             .build()

@@ -11,14 +11,14 @@
 //! The spin is adaptive: [`Spin`] keeps a moving average of how long the
 //! thread waited for its next command, and spins only while that average is
 //! below the limit (`--experimental-raft-spin`). An idle member, whose waits
-//! end at the next tick, does not spin at all. Nor does a busy one: it keeps
-//! a moving average of the client requests each wake-up found queued, and
-//! from two on, many clients keep the queue full without help, and a spin
-//! would only take a core from the workers serving them. The driver spins as a
-//! leader with no proposal in flight: while it waits for a client's next
-//! request or for the heartbeat replies of a ReadIndex, not while its
-//! followers fsync; and as a follower only while it waits for the leader's
-//! answer to a ReadIndex. A leader with followers yields the core to any other
+//! end at the next tick, does not spin at all. Nor does a busy one: [`Spin`]
+//! also averages the client requests each wake-up found queued, and from two
+//! on it does not spin (many clients keep the queue full on their own, and a
+//! spin would only take a core from the workers serving them). The driver
+//! spins as a leader with no proposal in flight: while it waits for a
+//! client's next request or for the heartbeat replies of a ReadIndex, not
+//! while its followers fsync; and as a follower only while it waits for the
+//! leader's answer to a ReadIndex. A leader with followers yields the core to any other
 //! runnable thread at each turn of the spin; a lone member spins without
 //! yielding. Members that share a machine (three on a laptop, or on the
 //! 2-core machine keel is measured on) then do not take CPU from each

@@ -47,12 +47,18 @@ pub fn join(cfg: &Config, dialer: &Dialer) -> Result<Joined> {
                 .into(),
         ));
     }
+    let mine: Vec<String> = cfg
+        .initial_cluster
+        .iter()
+        .find(|m| m.name == cfg.name)
+        .map(|m| m.peer_urls.clone())
+        .unwrap_or_default();
     let dialer = dialer.clone();
     let (cluster_id, members) = std::thread::spawn(move || -> Result<(ClusterId, Vec<Member>)> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(fetch(&urls, &dialer))
+        rt.block_on(fetch(&urls, &mine, &dialer))
     })
     .join()
     .map_err(|_| Error::Config("joining: the fetch thread panicked".into()))??;
@@ -64,9 +70,19 @@ pub fn join(cfg: &Config, dialer: &Dialer) -> Result<Joined> {
     })
 }
 
-/// The cluster id and member list from the first peer that answers.
-async fn fetch(urls: &[String], dialer: &Dialer) -> Result<(ClusterId, Vec<Member>)> {
+/// The cluster id and member list from the first peer that answers with a
+/// list naming this member (peer URLs `mine`, sorted). MemberAdd returns once
+/// the member that served it has applied the change; another peer may not
+/// have yet, and its list would fail the check. So a list without this
+/// member is kept, and returned only if no peer names it by the deadline
+/// (etcd takes the first answer, and can fail on that race).
+async fn fetch(
+    urls: &[String],
+    mine: &[String],
+    dialer: &Dialer,
+) -> Result<(ClusterId, Vec<Member>)> {
     let deadline = Instant::now() + FETCH_FOR;
+    let mut without_me = None;
     loop {
         for url in urls {
             let endpoint = match dialer.endpoint(url) {
@@ -95,13 +111,21 @@ async fn fetch(urls: &[String], dialer: &Dialer) -> Result<(ClusterId, Vec<Membe
                     if resp.members.is_empty() {
                         continue;
                     }
-                    let members = resp.members.into_iter().map(Member::from_proto).collect();
-                    return Ok((resp.cluster_id, members));
+                    let members: Vec<Member> =
+                        resp.members.into_iter().map(Member::from_proto).collect();
+                    if members.iter().any(|m| m.peer_urls == mine) {
+                        return Ok((resp.cluster_id, members));
+                    }
+                    tracing::debug!(%url, "joining: the peer does not list this member yet");
+                    without_me = Some((resp.cluster_id, members));
                 }
                 Err(e) => tracing::debug!(%url, error = %e, "joining: peer did not answer"),
             }
         }
         if Instant::now() >= deadline {
+            if let Some(found) = without_me {
+                return Ok(found);
+            }
             return Err(Error::Config(
                 "cannot fetch cluster info from peer urls: could not retrieve cluster information from the given URLs".into(),
             ));

@@ -15,7 +15,8 @@
 //! `yield_now`, which defers the wake-up until the worker's queue is empty);
 //! the next flush writes what has gathered by then. A lone request pays one
 //! trip through the scheduler; the buffer is written out early once it holds
-//! [`HIGH_WATER`] bytes. Reads pass through untouched.
+//! [`HIGH_WATER`] bytes, and freed once written if a burst grew it past
+//! 16 KiB. Reads pass through untouched.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -27,6 +28,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes held before a write goes out without waiting for a flush.
 pub const HIGH_WATER: usize = 256 * 1024;
+
+/// Buffer capacity kept once everything is written; a larger one is freed.
+const KEEP: usize = 16 * 1024;
 
 /// A connection whose writes are gathered until other ready tasks have run;
 /// see the module docs.
@@ -65,6 +69,11 @@ impl<S: AsyncWrite + Unpin> Coalesce<S> {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.pending.advance(n);
+        }
+        // An idle connection (a watch stream waits for hours) does not keep
+        // the buffer of its largest burst.
+        if self.pending.capacity() > KEEP {
+            self.pending = BytesMut::new();
         }
         Poll::Ready(Ok(()))
     }
@@ -246,6 +255,7 @@ mod tests {
             c.get_ref().data.len(),
             (HIGH_WATER / chunk.len() + 1) * chunk.len()
         );
+        assert!(c.pending.capacity() <= KEEP, "the burst's buffer is freed");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

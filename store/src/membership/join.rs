@@ -58,7 +58,7 @@ pub fn join(cfg: &Config, dialer: &Dialer) -> Result<Joined> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        rt.block_on(fetch(&urls, &mine, &dialer))
+        rt.block_on(fetch(&urls, &mine, &dialer, FETCH_FOR))
     })
     .join()
     .map_err(|_| Error::Config("joining: the fetch thread panicked".into()))??;
@@ -80,8 +80,9 @@ async fn fetch(
     urls: &[String],
     mine: &[String],
     dialer: &Dialer,
+    fetch_for: Duration,
 ) -> Result<(ClusterId, Vec<Member>)> {
-    let deadline = Instant::now() + FETCH_FOR;
+    let deadline = Instant::now() + fetch_for;
     let mut without_me = None;
     loop {
         for url in urls {
@@ -184,8 +185,88 @@ fn assign_id(
 
 #[cfg(test)]
 mod tests {
+    use keel_proto::etcdserverpb::{MemberPromoteRequest, MemberPromoteResponse};
+    use keel_proto::peer::membership_peer_server::{MembershipPeer, MembershipPeerServer};
+    use keel_proto::peer::MembersResponse;
+
     use super::*;
     use crate::config::parse_initial_cluster;
+
+    /// A peer that answers Members with a fixed list.
+    struct FixedList(Vec<keel_proto::peer::Member>);
+
+    #[tonic::async_trait]
+    impl MembershipPeer for FixedList {
+        async fn members(
+            &self,
+            _: tonic::Request<MembersRequest>,
+        ) -> std::result::Result<tonic::Response<MembersResponse>, tonic::Status> {
+            Ok(tonic::Response::new(MembersResponse {
+                cluster_id: 7,
+                members: self.0.clone(),
+            }))
+        }
+        async fn member_promote(
+            &self,
+            _: tonic::Request<MemberPromoteRequest>,
+        ) -> std::result::Result<tonic::Response<MemberPromoteResponse>, tonic::Status> {
+            Err(tonic::Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// Serves `list` on a free loopback port; its URL.
+    async fn peer_with(list: &[(u64, &str)]) -> String {
+        let members = list
+            .iter()
+            .map(|(id, url)| keel_proto::peer::Member {
+                id: *id,
+                peer_urls: vec![url.to_string()],
+                ..Default::default()
+            })
+            .collect();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(MembershipPeerServer::new(FixedList(members)))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        url
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_has_not_applied_the_add_yet_is_passed_over() {
+        let me = "http://127.0.0.1:9";
+        let behind = peer_with(&[(1, "http://127.0.0.1:1"), (2, "http://127.0.0.1:2")]).await;
+        let caught_up = peer_with(&[
+            (1, "http://127.0.0.1:1"),
+            (2, "http://127.0.0.1:2"),
+            (3, me),
+        ])
+        .await;
+        let urls = [behind.clone(), caught_up];
+        let (cluster, members) = fetch(&urls, &[me.to_string()], &Dialer::default(), FETCH_FOR)
+            .await
+            .unwrap();
+        assert_eq!(cluster, 7);
+        assert_eq!(members.len(), 3, "the list that names this member");
+        // With no peer naming it, the other list comes back at the deadline
+        // (and fails the check with etcd's message).
+        let started = Instant::now();
+        let (_, members) = fetch(
+            &[behind],
+            &[me.to_string()],
+            &Dialer::default(),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap();
+        assert_eq!(members.len(), 2);
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "asked again until the deadline"
+        );
+    }
 
     fn member(id: u64, url: &str) -> Member {
         Member {

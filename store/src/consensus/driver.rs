@@ -1,8 +1,9 @@
 //! The driver loop: the only owner of the `RawNode`.
 //!
 //! One iteration: wait for a command or the next tick (spinning first when
-//! recent waits were short and what is awaited is quick: [`super::spin`]); drain every queued
-//! command (so many proposals become one `Ready`); tick when due; issue one
+//! recent waits were short, few requests came at once, and what is awaited
+//! is quick: [`super::spin`]); drain every queued command (so many
+//! proposals become one `Ready`); tick when due; issue one
 //! ReadIndex for all reads queued since the last one; then handle the `Ready` in
 //! raft-rs's documented order:
 //!

@@ -18,9 +18,9 @@
 //! spins as a leader with no proposal in flight: while it waits for a
 //! client's next request or for the heartbeat replies of a ReadIndex, not
 //! while its followers fsync; and as a follower only while it waits for the
-//! leader's answer to a ReadIndex. A leader with followers yields the core to any other
-//! runnable thread at each turn of the spin; a lone member spins without
-//! yielding. Members that share a machine (three on a laptop, or on the
+//! leader's answer to a ReadIndex. A leader with followers yields the core
+//! to any other runnable thread at each turn of the spin; a lone member
+//! spins without yielding. Members that share a machine (three on a laptop, or on the
 //! 2-core machine keel is measured on) then do not take CPU from each
 //! other: an earlier version that spun on every member, without yielding,
 //! cut put 1/1 on three co-located members from 1,118 to 754/s, and one that

@@ -35,24 +35,16 @@ pub struct Joined {
 /// Asks the peers for the cluster and checks it against the flags. Blocks
 /// (on a thread of its own, so it can be called from anywhere).
 pub fn join(cfg: &Config, dialer: &Dialer) -> Result<Joined> {
-    let urls: Vec<String> = cfg
-        .initial_cluster
-        .iter()
-        .filter(|m| m.name != cfg.name)
-        .flat_map(|m| m.peer_urls.clone())
-        .collect();
+    let (me, others): (Vec<_>, Vec<_>) =
+        cfg.initial_cluster.iter().partition(|m| m.name == cfg.name);
+    let urls: Vec<String> = others.iter().flat_map(|m| m.peer_urls.clone()).collect();
     if urls.is_empty() {
         return Err(Error::Config(
             "--initial-cluster-state existing: --initial-cluster names no other member to join"
                 .into(),
         ));
     }
-    let mine: Vec<String> = cfg
-        .initial_cluster
-        .iter()
-        .find(|m| m.name == cfg.name)
-        .map(|m| m.peer_urls.clone())
-        .unwrap_or_default();
+    let mine: Vec<String> = me.first().map(|m| m.peer_urls.clone()).unwrap_or_default();
     let dialer = dialer.clone();
     let (cluster_id, members) = std::thread::spawn(move || -> Result<(ClusterId, Vec<Member>)> {
         let rt = tokio::runtime::Builder::new_current_thread()

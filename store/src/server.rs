@@ -408,10 +408,7 @@ impl Server {
                 membership.clone(),
                 cfg.unsafe_fault_hooks,
             ));
-            router = router.layer(axum::middleware::from_fn_with_state(
-                membership.clone(),
-                gate::gate,
-            ));
+            router = router.layer(gate::GateLayer(membership.clone()));
             let routes = tonic::service::Routes::from(router);
             let mut stop = stop_rx.clone();
             tasks.spawn(async move {

@@ -9,11 +9,14 @@
 //! range on a learner itself. Plain HTTP (/health, /metrics, /version)
 //! passes.
 
+use std::future::{ready, Ready};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
+use futures::future::Either;
+use tower::{Layer, Service};
 
 use super::Membership;
 use crate::error::Error;
@@ -21,24 +24,68 @@ use crate::error::Error;
 /// The gRPC methods a learner serves (Range only when serializable).
 const LEARNER_RPCS: &[&str] = &["/etcdserverpb.KV/Range", "/etcdserverpb.Maintenance/Status"];
 
-/// Axum middleware for the client router.
-pub async fn gate(State(m): State<Arc<Membership>>, req: Request, next: Next) -> Response {
+/// The gate as a tower layer over the client router.
+///
+/// A hand-written service rather than `axum::middleware::from_fn`: that one
+/// boxes a future and clones the inner route for every request, about 5 % of
+/// a member's CPU per put (docs/benchmarks.md, "The gate and the key index").
+/// Here a request that passes goes straight to the inner route's future.
+#[derive(Clone)]
+pub struct GateLayer(pub Arc<Membership>);
+
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Gate<S> {
+        Gate {
+            membership: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// See [`GateLayer`].
+#[derive(Clone)]
+pub struct Gate<S> {
+    membership: Arc<Membership>,
+    inner: S,
+}
+
+impl<S> Service<Request> for Gate<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Response, S::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        match refusal(&self.membership, &req) {
+            Some(e) => Either::Left(ready(Ok(e.to_status().into_http()))),
+            None => Either::Right(self.inner.call(req)),
+        }
+    }
+}
+
+/// Why `req` is refused here, if it is.
+fn refusal(m: &Membership, req: &Request) -> Option<Error> {
     let grpc = req
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/grpc"));
-    if grpc {
-        if m.local_removed() {
-            return refuse(Error::Stopped);
-        }
-        if m.local_is_learner() && !LEARNER_RPCS.contains(&req.uri().path()) {
-            return refuse(Error::NotSupportedForLearner);
-        }
+    if !grpc {
+        return None;
     }
-    next.run(req).await
-}
-
-fn refuse(e: Error) -> Response {
-    e.to_status().into_http::<axum::body::Body>()
+    if m.local_removed() {
+        return Some(Error::Stopped);
+    }
+    if m.local_is_learner() && !LEARNER_RPCS.contains(&req.uri().path()) {
+        return Some(Error::NotSupportedForLearner);
+    }
+    None
 }

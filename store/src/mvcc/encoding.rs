@@ -119,6 +119,18 @@ pub fn decode_record_key(bytes: &[u8]) -> Result<&[u8]> {
     r.take(key_len)
 }
 
+/// The create_revision, version and lease of a put record, without copying
+/// its key or value.
+pub fn decode_put_meta(bytes: &[u8]) -> Result<(i64, i64, i64)> {
+    let mut r = Reader { bytes, pos: 0 };
+    if r.byte()? != TAG_PUT {
+        return Err(corrupt("expected a put record".into()));
+    }
+    let key_len = r.uvarint()? as usize;
+    r.take(key_len)?;
+    Ok((r.ivarint()?, r.ivarint()?, r.ivarint()?))
+}
+
 /// Encodes a meta integer.
 pub fn encode_u64(v: u64) -> [u8; 8] {
     v.to_be_bytes()

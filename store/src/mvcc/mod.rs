@@ -72,8 +72,11 @@ pub enum EventKind {
 /// One change, as watchers see it.
 ///
 /// A delete's `kv` has only `key` and `mod_revision` (the deleting revision),
-/// as etcd sends tombstones. `prev_kv` is the value before the change, filled
-/// whenever it is known.
+/// as etcd sends tombstones. `prev_kv` is the value before the change. A
+/// delete always has it. A put has it when it comes from
+/// [`Store::history`], or when the previous value held a lease; a put of a
+/// key that already existed (`kv.version > 1`) may leave it out otherwise:
+/// [`Store::prev_kv`] reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,

@@ -38,7 +38,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLock
 
 use super::backend::{Backend, Batch};
 use super::encoding::{self, Record};
-use super::key_index::{KeyIndex, KeyRange};
+use super::key_index::{KeyIndex, KeyRange, Live};
 use super::txn::WriteTxn;
 use super::{Event, EventKind, KeyValue, RangeOptions, RangeResult, Revision};
 use crate::{Error, Result};
@@ -515,6 +515,16 @@ impl Store {
         Ok(events)
     }
 
+    /// The value `event` replaced, if there was one and it is still stored
+    /// (not compacted): its own `prev_kv` when it carries one, else read
+    /// from the store (see [`Event`]).
+    pub fn prev_kv(&self, event: &Event) -> Result<Option<KeyValue>> {
+        if event.prev_kv.is_some() || (event.kind == EventKind::Put && event.kv.version == 1) {
+            return Ok(event.prev_kv.clone());
+        }
+        self.value_before(&event.kv.key, Revision::new(event.kv.mod_revision, 0))
+    }
+
     /// `key`'s value just before `rev`, if it existed and is still stored.
     fn value_before(&self, key: &[u8], rev: Revision) -> Result<Option<KeyValue>> {
         let prev = self.read_state().index.before(key, rev);
@@ -606,7 +616,21 @@ fn load(backend: &dyn Backend) -> Result<(State, Vec<Vec<u8>>, u64)> {
                 "mvcc: tombstone at {rev} of a key that is not live"
             )));
         }
-        index.push(key, rev, tombstone);
+        if tombstone {
+            index.push_delete(key, rev);
+        } else {
+            let (create_revision, version, lease) = encoding::decode_put_meta(&v)?;
+            let leased = lease != 0;
+            index.push_put(
+                key,
+                rev,
+                Live {
+                    create_revision,
+                    version,
+                    leased,
+                },
+            );
+        }
         last_main = rev.main;
         records += 1;
     }

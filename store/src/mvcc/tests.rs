@@ -120,11 +120,12 @@ fn kv(key: &str, value: &str, create: i64, modr: i64, version: i64) -> KeyValue 
     }
 }
 
+/// Puts; returns the value it replaced, as a prev_kv watcher gets it.
 fn put(s: &Store, key: &str, value: &str) -> Option<KeyValue> {
     let mut t = s.write();
-    let prev = t.put(key.as_bytes(), value.into(), 0).unwrap();
-    t.end(0).unwrap();
-    prev
+    t.put(key.as_bytes(), value.into(), 0).unwrap();
+    let events = t.end(0).unwrap();
+    s.prev_kv(&events[0]).unwrap()
 }
 
 fn del(s: &Store, key: &str, end: &str) -> Vec<KeyValue> {
@@ -195,6 +196,22 @@ fn create_update_delete_recreate(h: &mut Harness) {
     t.put(b"l", b"v".to_vec(), 7587).unwrap();
     t.end(0).unwrap();
     assert_eq!(get(&s, "l", 0).unwrap().lease, 7587);
+    // A put over a leased value carries that value in its event (the lessor
+    // needs its lease); over one without a lease it leaves it to be read.
+    let overwrite = |value: &str| {
+        let mut t = s.write();
+        t.put(b"l", value.into(), 0).unwrap();
+        t.end(0).unwrap().remove(0)
+    };
+    let e = overwrite("w");
+    assert_eq!(
+        e.prev_kv.map(|p| (p.value, p.lease)),
+        Some((b"v".to_vec(), 7587))
+    );
+    let e = overwrite("x");
+    assert_eq!(e.prev_kv, None);
+    assert_eq!(s.prev_kv(&e).unwrap().map(|p| p.value), Some(b"w".to_vec()));
+    assert_eq!((e.kv.create_revision, e.kv.version), (8, 3));
 }
 
 fn txn_is_one_revision(h: &mut Harness) {
@@ -209,20 +226,14 @@ fn txn_is_one_revision(h: &mut Harness) {
             .revision,
         2
     );
-    assert_eq!(t.put(b"b", "2".into(), 0).unwrap(), None);
-    assert_eq!(
-        t.put(b"a", "11".into(), 0).unwrap(),
-        Some(kv("a", "1", 2, 2, 1))
-    );
+    t.put(b"b", "2".into(), 0).unwrap();
+    t.put(b"a", "11".into(), 0).unwrap();
     // Later ops see earlier ones, and reads are at the txn's revision.
     let r = t.range(&[0], &[0], &RangeOptions::default()).unwrap();
     assert_eq!(r.revision, 3);
     assert_eq!(r.kvs, vec![kv("a", "11", 2, 3, 2), kv("b", "2", 3, 3, 1)]);
     // A second put of the same key in one txn continues from the first.
-    assert_eq!(
-        t.put(b"b", "22".into(), 0).unwrap(),
-        Some(kv("b", "2", 3, 3, 1))
-    );
+    t.put(b"b", "22".into(), 0).unwrap();
     assert_eq!(
         t.delete_range(b"a", b"c").unwrap(),
         vec![kv("a", "11", 2, 3, 2), kv("b", "22", 3, 3, 2)]
@@ -234,7 +245,7 @@ fn txn_is_one_revision(h: &mut Harness) {
     // Concurrent readers do not see the pending revision.
     assert_eq!(s.current_revision(), 2);
     assert_eq!(get(&s, "a", 0), Some(kv("a", "1", 2, 2, 1)));
-    assert_eq!(t.put(b"a", "new".into(), 0).unwrap(), None);
+    t.put(b"a", "new".into(), 0).unwrap();
     let events = t.end(0).unwrap();
     assert_eq!(s.current_revision(), 3);
     let tomb = |k: &str| KeyValue {
@@ -250,10 +261,11 @@ fn txn_is_one_revision(h: &mut Harness) {
                 kv: kv("b", "2", 3, 3, 1),
                 prev_kv: None
             },
+            // Left out: "a" existed before the txn, without a lease.
             Event {
                 kind: EventKind::Put,
                 kv: kv("a", "11", 2, 3, 2),
-                prev_kv: Some(kv("a", "1", 2, 2, 1))
+                prev_kv: None
             },
             Event {
                 kind: EventKind::Put,
@@ -280,6 +292,15 @@ fn txn_is_one_revision(h: &mut Harness) {
     assert_eq!(get(&s, "a", 0), Some(kv("a", "new", 3, 3, 1)));
     assert_eq!(get(&s, "b", 0), None);
     assert_eq!(s.key_count(), 1);
+    // What a prev_kv watcher gets: the left-out one read from the store.
+    let events: Vec<Event> = events
+        .into_iter()
+        .map(|e| Event {
+            prev_kv: s.prev_kv(&e).unwrap(),
+            ..e
+        })
+        .collect();
+    assert_eq!(events[1].prev_kv, Some(kv("a", "1", 2, 2, 1)));
     // Sub revisions are in op order: history returns them in that order.
     assert_eq!(s.history(&[0], &[0], 3, 3, 0).unwrap(), events);
     drop(s);
@@ -564,10 +585,15 @@ fn reopen_rebuilds_state(h: &mut Harness) {
         }
         let history = s.history(&[0], &[0], s.compact_revision(), 0, 0).unwrap();
         let dump = s.read_state().index.dump();
+        // What the next put of each key continues from.
+        let live: Vec<_> = (0..10)
+            .map(|i| s.read_state().index.live(format!("k{i}").as_bytes()))
+            .collect();
         (
             out,
             history,
             dump,
+            live,
             s.current_revision(),
             s.compact_revision(),
             s.key_count(),

@@ -25,7 +25,7 @@ use std::sync::MutexGuard;
 
 use super::backend::{Batch, BatchOp};
 use super::encoding;
-use super::key_index::KeyRange;
+use super::key_index::{KeyRange, Live};
 use super::store::{check_read_rev, collect_range, sub_saturating, Store};
 use super::{Event, EventKind, KeyValue, RangeOptions, RangeResult, Revision};
 use crate::Result;
@@ -38,6 +38,9 @@ pub struct WriteTxn<'a> {
     rev: i64,
     /// The changes so far; `events[n]` has sub revision `n`.
     events: Vec<Event>,
+    /// For each change, what undoes it in the key index: the [`Live`] a put
+    /// replaced, `None` for a delete.
+    undo: Vec<Option<Live>>,
     /// Live keys added minus live keys deleted.
     live_delta: isize,
     /// Set once the changes are applied and published.
@@ -54,6 +57,7 @@ impl<'a> WriteTxn<'a> {
             _writer: writer,
             rev: current + 1,
             events: Vec::new(),
+            undo: Vec::new(),
             live_delta: 0,
             committed: false,
             extra: Vec::new(),
@@ -141,17 +145,23 @@ impl<'a> WriteTxn<'a> {
         })
     }
 
-    /// Sets `key` to `value` with `lease`; returns the previous kv if the key
-    /// existed. Version and create_revision continue the key's generation.
-    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<Option<KeyValue>> {
-        let last = self.store.read_state().index.last(key);
-        let prev = match last {
-            Some(e) if !e.is_tombstone() => Some(self.load(e.revision(), false)?),
+    /// Sets `key` to `value` with `lease`. Version and create_revision
+    /// continue the key's generation, from what the key index kept of its
+    /// newest put: the previous record is read only when it held a lease (its
+    /// event's `prev_kv` then tells the lessor which lease loses the key) or
+    /// when this transaction wrote it. Otherwise the event leaves `prev_kv` out, and a watcher that asked for
+    /// it reads it at `mod_revision - 1`, as etcd's watch server does.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<()> {
+        let live = self.store.read_state().index.live(key);
+        // (Also read when this transaction wrote it: that costs no lookup,
+        // and the store could not tell the two puts of one revision apart.)
+        let prev = match live {
+            Some((rev, l)) if l.leased || rev.main == self.rev => Some(self.load(rev, false)?),
             _ => None,
         };
         let rev = self.next_revision();
-        let (create_revision, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
+        let (create_revision, version) = match live {
+            Some((_, l)) => (l.create_revision, l.version + 1),
             None => (rev.main, 1),
         };
         let kv = KeyValue {
@@ -162,16 +172,25 @@ impl<'a> WriteTxn<'a> {
             value,
             lease,
         };
-        self.store.write_state().index.push(key, rev, false);
-        if prev.is_none() {
+        let replaced = self.store.write_state().index.push_put(
+            key,
+            rev,
+            Live {
+                create_revision,
+                version,
+                leased: lease != 0,
+            },
+        );
+        if live.is_none() {
             self.live_delta += 1;
         }
         self.events.push(Event {
             kind: EventKind::Put,
             kv,
-            prev_kv: prev.clone(),
+            prev_kv: prev,
         });
-        Ok(prev)
+        self.undo.push(Some(replaced));
+        Ok(())
     }
 
     /// Deletes the keys of `[key, range_end)` that exist; returns their
@@ -190,7 +209,7 @@ impl<'a> WriteTxn<'a> {
         for rev in revs {
             let prev = self.load(rev, false)?;
             let tomb = self.next_revision();
-            self.store.write_state().index.push(&prev.key, tomb, true);
+            self.store.write_state().index.push_delete(&prev.key, tomb);
             self.live_delta -= 1;
             let kv = KeyValue {
                 key: prev.key.clone(),
@@ -202,6 +221,7 @@ impl<'a> WriteTxn<'a> {
                 kv,
                 prev_kv: Some(prev.clone()),
             });
+            self.undo.push(None);
             deleted.push(prev);
         }
         Ok(deleted)
@@ -287,8 +307,8 @@ impl Drop for WriteTxn<'_> {
             return;
         }
         let mut state = self.store.write_state();
-        for event in self.events.iter().rev() {
-            state.index.pop(&event.kv.key);
+        for (event, undo) in self.events.iter().zip(&self.undo).rev() {
+            state.index.pop(&event.kv.key, *undo);
         }
     }
 }

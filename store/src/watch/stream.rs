@@ -48,7 +48,7 @@ use super::{Hub, Out, StreamId, WatchId};
 use crate::apply::to_pb;
 use crate::auth::Access;
 use crate::kv::Kv;
-use crate::mvcc::{Event, EventKind, KeyRange};
+use crate::mvcc::{Event, EventKind, KeyRange, KeyValue, Store};
 
 /// The cancel reason of a refused create: etcd 3.4 sends the text of its
 /// gRPC error.
@@ -364,7 +364,8 @@ impl WatchStream {
                 let Some(spec) = self.specs.get_mut(&watch_id) else {
                     return; // canceled meanwhile
                 };
-                let evs = select_events(spec, &events);
+                let store = self.kv.store();
+                let evs = select_events(spec, &events, |e| prev_kv_of(store, e));
                 if evs.is_empty() {
                     return;
                 }
@@ -411,9 +412,24 @@ impl WatchStream {
     }
 }
 
+/// The value an event replaced, for a watcher that asked for prev_kv: read
+/// from the store when the event left it out (see [`Event`]). As in etcd's
+/// watch server, a value compacted meanwhile, or a failed read, leaves it out.
+fn prev_kv_of(store: &Store, e: &Event) -> Option<KeyValue> {
+    store.prev_kv(e).unwrap_or_else(|err| {
+        tracing::warn!(key = %String::from_utf8_lossy(&e.kv.key), rev = e.kv.mod_revision, error = %err, "watch: reading prev_kv");
+        None
+    })
+}
+
 /// The events a watcher gets: its range (the hub already matched it, but a
-/// revision's events may touch other keys too), its filters, prev_kv if asked.
-fn select_events(spec: &Spec, events: &[Event]) -> Vec<mvccpb::Event> {
+/// revision's events may touch other keys too), its filters, prev_kv if asked
+/// (from `prev`).
+fn select_events(
+    spec: &Spec,
+    events: &[Event],
+    prev: impl Fn(&Event) -> Option<KeyValue>,
+) -> Vec<mvccpb::Event> {
     let range = KeyRange::new(&spec.key, &spec.range_end);
     events
         .iter()
@@ -429,7 +445,7 @@ fn select_events(spec: &Spec, events: &[Event]) -> Vec<mvccpb::Event> {
             },
             kv: Some(to_pb(e.kv.clone())),
             prev_kv: if spec.prev_kv {
-                e.prev_kv.clone().map(to_pb)
+                prev(e).map(to_pb)
             } else {
                 None
             },
@@ -537,6 +553,7 @@ mod tests {
                 prev_kv: None,
             },
         ];
+        let no_read = |e: &Event| e.prev_kv.clone();
         let spec = |no_put, no_delete, prev_kv| Spec {
             key: b"a".to_vec(),
             range_end: b"c".to_vec(),
@@ -547,13 +564,13 @@ mod tests {
             progress_notify: false,
             quiet: true,
         };
-        let all = select_events(&spec(false, false, false), &events);
+        let all = select_events(&spec(false, false, false), &events, no_read);
         assert_eq!(all.len(), 2, "z is out of range");
         assert!(all.iter().all(|e| e.prev_kv.is_none()));
-        let puts = select_events(&spec(false, true, true), &events);
+        let puts = select_events(&spec(false, true, true), &events, no_read);
         assert_eq!(puts.len(), 1);
         assert_eq!(puts[0].prev_kv.as_ref().unwrap().value, b"1");
-        let dels = select_events(&spec(true, false, false), &events);
+        let dels = select_events(&spec(true, false, false), &events, no_read);
         assert_eq!((dels.len(), dels[0].r#type), (1, 1));
     }
 }

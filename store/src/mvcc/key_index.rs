@@ -127,6 +127,17 @@ pub struct Live {
     pub leased: bool,
 }
 
+/// What [`KeyIndex::put`] found and recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Put {
+    /// The key's newest put before this one, if the key was live.
+    pub prev: Option<(Revision, Live)>,
+    /// What this put recorded.
+    pub live: Live,
+    /// What [`KeyIndex::pop`] restores to undo it.
+    pub replaced: Live,
+}
+
 /// [`Live`] in 16 bytes: the lease flag in the top bit of the version.
 #[derive(Clone, Copy, Debug, Default)]
 struct PackedLive {
@@ -271,6 +282,7 @@ impl KeyIndex {
 
     /// The revision and [`Live`] of `key`'s newest put, if that is its last
     /// entry (the key exists at the newest revision).
+    #[cfg(test)]
     pub fn live(&self, key: &[u8]) -> Option<(Revision, Live)> {
         let k = self.keys.get(key)?;
         let last = k.entries.as_slice().last()?.live()?;
@@ -304,18 +316,66 @@ impl KeyIndex {
     }
 
     /// Records a put of `key` at `rev` (above all its entries) that wrote
-    /// `live`; returns the [`Live`] it replaced, for [`KeyIndex::pop`].
+    /// `live` (as read back from a record); returns the [`Live`] it replaced.
     pub fn push_put(&mut self, key: &[u8], rev: Revision, live: Live) -> Live {
-        let live = PackedLive::from(live);
+        self.put_with(key, rev, |_| live).replaced
+    }
+
+    /// Records a new put of `key` at `rev` (above all its entries), with a
+    /// lease or not: it continues the key's generation, or starts one at
+    /// `rev`. One lookup of the key, which the write path pays once per put.
+    pub fn put(&mut self, key: &[u8], rev: Revision, leased: bool) -> Put {
+        self.put_with(key, rev, |prev| match prev {
+            Some((_, p)) => Live {
+                create_revision: p.create_revision,
+                version: p.version + 1,
+                leased,
+            },
+            None => Live {
+                create_revision: rev.main,
+                version: 1,
+                leased,
+            },
+        })
+    }
+
+    fn put_with(
+        &mut self,
+        key: &[u8],
+        rev: Revision,
+        next: impl FnOnce(Option<(Revision, Live)>) -> Live,
+    ) -> Put {
+        let entry = Entry::new(rev, false);
         match self.keys.get_mut(key) {
             Some(k) => {
-                k.push(Entry::new(rev, false));
-                std::mem::replace(&mut k.live, live).into()
+                let replaced = Live::from(k.live);
+                let last = k.entries.as_slice().last().and_then(|e| e.live());
+                let prev = last.map(|r| (r, replaced));
+                let live = next(prev);
+                k.push(entry);
+                k.live = live.into();
+                Put {
+                    prev,
+                    live,
+                    replaced,
+                }
             }
             None => {
-                let entries = Entries::One(Entry::new(rev, false));
-                self.keys.insert(key.into(), KeyState { entries, live });
-                Live::default()
+                let live = next(None);
+                let entries = Entries::One(entry);
+                let packed = live.into();
+                self.keys.insert(
+                    key.into(),
+                    KeyState {
+                        entries,
+                        live: packed,
+                    },
+                );
+                Put {
+                    prev: None,
+                    live,
+                    replaced: Live::default(),
+                }
             }
         }
     }
@@ -483,6 +543,18 @@ mod tests {
         assert_eq!(ix.live(b"a"), Some((r(5, 0), l(2, 3, false))));
         ix.pop(b"a", Some(replaced));
         assert_eq!(ix.live(b"a"), Some((r(3, 0), l(2, 2, true))));
+        // A new put continues the generation, or starts one after a delete.
+        let p = ix.put(b"a", r(6, 0), false);
+        assert_eq!(p.prev, Some((r(3, 0), l(2, 2, true))));
+        assert_eq!((p.live, p.replaced), (l(2, 3, false), l(2, 2, true)));
+        ix.pop(b"a", Some(p.replaced));
+        ix.push_delete(b"b", r(7, 0));
+        let p = ix.put(b"b", r(8, 0), true);
+        assert_eq!((p.prev, p.live), (None, l(8, 1, true)));
+        assert_eq!(ix.put(b"c", r(9, 0), false).live, l(9, 1, false));
+        ix.pop(b"b", Some(p.replaced));
+        ix.pop(b"b", None);
+        ix.pop(b"c", Some(Live::default()));
         // Compaction drops older entries, not what the newest put recorded.
         ix.compact(3);
         assert_eq!(ix.dump(), vec![(b"a".to_vec(), vec![(r(3, 0), false)])]);

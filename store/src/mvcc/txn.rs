@@ -152,44 +152,37 @@ impl<'a> WriteTxn<'a> {
     /// when this transaction wrote it. Otherwise the event leaves `prev_kv` out, and a watcher that asked for
     /// it reads it at `mod_revision - 1`, as etcd's watch server does.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<()> {
-        let live = self.store.read_state().index.live(key);
+        let rev = self.next_revision();
+        let put = self.store.write_state().index.put(key, rev, lease != 0);
         // (Also read when this transaction wrote it: that costs no lookup,
         // and the store could not tell the two puts of one revision apart.)
-        let prev = match live {
-            Some((rev, l)) if l.leased || rev.main == self.rev => Some(self.load(rev, false)?),
+        let prev = match put.prev {
+            Some((at, l)) if l.leased || at.main == self.rev => match self.load(at, false) {
+                Ok(prev) => Some(prev),
+                Err(e) => {
+                    self.store.write_state().index.pop(key, Some(put.replaced));
+                    return Err(e);
+                }
+            },
             _ => None,
         };
-        let rev = self.next_revision();
-        let (create_revision, version) = match live {
-            Some((_, l)) => (l.create_revision, l.version + 1),
-            None => (rev.main, 1),
-        };
+        if put.prev.is_none() {
+            self.live_delta += 1;
+        }
         let kv = KeyValue {
             key: key.to_vec(),
-            create_revision,
+            create_revision: put.live.create_revision,
             mod_revision: rev.main,
-            version,
+            version: put.live.version,
             value,
             lease,
         };
-        let replaced = self.store.write_state().index.push_put(
-            key,
-            rev,
-            Live {
-                create_revision,
-                version,
-                leased: lease != 0,
-            },
-        );
-        if live.is_none() {
-            self.live_delta += 1;
-        }
         self.events.push(Event {
             kind: EventKind::Put,
             kv,
             prev_kv: prev,
         });
-        self.undo.push(Some(replaced));
+        self.undo.push(Some(put.replaced));
         Ok(())
     }
 

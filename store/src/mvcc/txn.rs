@@ -147,10 +147,11 @@ impl<'a> WriteTxn<'a> {
 
     /// Sets `key` to `value` with `lease`. Version and create_revision
     /// continue the key's generation, from what the key index kept of its
-    /// newest put: the previous record is read only when it held a lease (its
+    /// newest put. The previous record is read only when it held a lease (its
     /// event's `prev_kv` then tells the lessor which lease loses the key) or
-    /// when this transaction wrote it. Otherwise the event leaves `prev_kv` out, and a watcher that asked for
-    /// it reads it at `mod_revision - 1`, as etcd's watch server does.
+    /// when this transaction wrote it. Otherwise the event leaves `prev_kv`
+    /// out, and a watcher that asked for it reads it at `mod_revision - 1`
+    /// ([`Store::prev_kv`]), as etcd's watch server does.
     pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<()> {
         let rev = self.next_revision();
         let put = self.store.write_state().index.put(key, rev, lease != 0);

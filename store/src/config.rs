@@ -113,7 +113,7 @@ pub struct StoreFlags {
         default_value_t = 5_000
     )]
     pub experimental_snapshot_catchup_entries: u64,
-    /// How long the Raft thread may spin on its queue before it sleeps (as leader, or as a follower waiting for a ReadIndex), while recent waits were shorter and found fewer than two client requests queued (e.g. 500us; 0s: never spin).
+    /// How long the Raft thread may spin on its queue before it sleeps (as leader, or as a follower waiting for a ReadIndex), while recent waits were shorter and found fewer than two client requests queued; on a lone member, a lone request's task polls as long for its reply (e.g. 500us; 0s: never spin).
     #[arg(long, env = "KEEL_EXPERIMENTAL_RAFT_SPIN", default_value = "500us", value_parser = parse_duration_or_zero)]
     pub experimental_raft_spin: Duration,
     /// Duration of periodic watch progress notifications (e.g. 10m, 30s, 500ms).

@@ -170,6 +170,11 @@ pub struct Status {
     pub commit_index: AtomicU64,
     pub applied_index: AtomicU64,
     pub leader_changes: AtomicU64,
+    /// How long a lone request's task may poll for its reply before it parks,
+    /// in nanoseconds; 0: it parks at once (set by the driver, see [`spin`]).
+    pub reply_spin_nanos: AtomicU64,
+    /// Client requests waiting for their reply from the driver.
+    pub waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Status {
@@ -271,7 +276,10 @@ impl<O: Send + 'static> Node<O> {
         loop {
             let (reply, rx) = oneshot::channel();
             self.send(command(deadline, reply))?;
-            match rx.await.map_err(|_| Error::Stopped)? {
+            match spin::wait_reply(rx, &self.status)
+                .await
+                .ok_or(Error::Stopped)?
+            {
                 Err(Error::NoLeader) if Instant::now() + self.retry_every < deadline => {
                     tokio::time::sleep(self.retry_every).await;
                 }

@@ -106,7 +106,7 @@ async fn fetch(
                     }
                     let members: Vec<Member> =
                         resp.members.into_iter().map(Member::from_proto).collect();
-                    if members.iter().any(|m| m.peer_urls == mine) {
+                    if members.iter().any(|m| has_peer_urls(m, mine)) {
                         return Ok((resp.cluster_id, members));
                     }
                     tracing::debug!(%url, "joining: the peer does not list this member yet");
@@ -125,6 +125,14 @@ async fn fetch(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// Whether `m` has exactly the peer URLs `sorted` (as `--initial-cluster`
+/// gives them, sorted); a running member may list its own in any order.
+fn has_peer_urls(m: &Member, sorted: &[String]) -> bool {
+    let mut theirs = m.peer_urls.clone();
+    theirs.sort();
+    theirs == sorted
 }
 
 /// etcd's `ValidateClusterAndAssignIDs`: same number of members, each
@@ -151,9 +159,7 @@ fn assign_id(
     }
     let mut mine = None;
     for m in members {
-        let mut theirs = m.peer_urls.clone();
-        theirs.sort();
-        let local = initial.iter().find(|l| l.peer_urls == theirs);
+        let local = initial.iter().find(|l| has_peer_urls(m, &l.peer_urls));
         match local {
             Some(l) if l.name == name => mine = Some(m.id),
             Some(_) => {}
@@ -206,13 +212,14 @@ mod tests {
         }
     }
 
-    /// Serves `list` on a free loopback port; its URL.
+    /// Serves `list` (ids and comma-separated peer URLs) on a free loopback
+    /// port; its URL.
     async fn peer_with(list: &[(u64, &str)]) -> String {
         let members = list
             .iter()
-            .map(|(id, url)| keel_proto::peer::Member {
+            .map(|(id, urls)| keel_proto::peer::Member {
                 id: *id,
-                peer_urls: vec![url.to_string()],
+                peer_urls: urls.split(',').map(String::from).collect(),
                 ..Default::default()
             })
             .collect();
@@ -228,18 +235,25 @@ mod tests {
 
     #[tokio::test]
     async fn a_peer_that_has_not_applied_the_add_yet_is_passed_over() {
-        let me = "http://127.0.0.1:9";
+        // This member has two peer URLs; the caught-up peer lists them in
+        // another order than --initial-cluster's sorted one.
+        let me = [
+            "http://127.0.0.1:8".to_string(),
+            "http://127.0.0.1:9".to_string(),
+        ];
         let behind = peer_with(&[(1, "http://127.0.0.1:1"), (2, "http://127.0.0.1:2")]).await;
         let caught_up = peer_with(&[
             (1, "http://127.0.0.1:1"),
             (2, "http://127.0.0.1:2"),
-            (3, me),
+            (3, "http://127.0.0.1:9,http://127.0.0.1:8"),
         ])
         .await;
         let urls = [behind.clone(), caught_up];
-        let (cluster, members) = fetch(&urls, &[me.to_string()], &Dialer::default(), FETCH_FOR)
+        let started = Instant::now();
+        let (cluster, members) = fetch(&urls, &me, &Dialer::default(), FETCH_FOR)
             .await
             .unwrap();
+        assert!(started.elapsed() < FETCH_FOR, "not held to the deadline");
         assert_eq!(cluster, 7);
         assert_eq!(members.len(), 3, "the list that names this member");
         // With no peer naming it, the other list comes back at the deadline
@@ -247,7 +261,7 @@ mod tests {
         let started = Instant::now();
         let (_, members) = fetch(
             &[behind],
-            &[me.to_string()],
+            &me,
             &Dialer::default(),
             Duration::from_millis(500),
         )

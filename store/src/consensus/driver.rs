@@ -164,7 +164,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             return self.rx.recv_timeout(wait);
         }
         let started = Instant::now();
-        let polite = self.raw.raft.prs().conf().voters().ids().len() > 1;
+        let polite = !self.sole_voter();
         let got = match Spin::poll(&self.rx, self.spin.budget().min(wait), polite) {
             Some(cmd) => Ok(cmd),
             None => self.rx.recv_timeout(wait.saturating_sub(started.elapsed())),
@@ -593,12 +593,17 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             .set(i64::from(role == StateRole::Leader));
     }
 
+    /// Whether this member is the cluster's only voter (no follower shares
+    /// its quorum, nor, on one machine, its CPU).
+    fn sole_voter(&self) -> bool {
+        self.raw.raft.prs().conf().voters().ids().len() == 1
+    }
+
     fn publish_status(&mut self) {
         // A lone request's task may poll for its reply only on a member that
         // is the cluster's only voter and leads it: on three members sharing
         // a machine, a polling worker takes the CPU the followers need.
-        let alone = self.raw.raft.state == StateRole::Leader
-            && self.raw.raft.prs().conf().voters().ids().len() == 1;
+        let alone = self.raw.raft.state == StateRole::Leader && self.sole_voter();
         let reply_spin = if alone {
             self.spin.budget()
         } else {

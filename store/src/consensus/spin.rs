@@ -20,11 +20,12 @@
 //! while its followers fsync; and as a follower only while it waits for the
 //! leader's answer to a ReadIndex. A leader with followers yields the core
 //! to any other runnable thread at each turn of the spin; a lone member
-//! spins without yielding. Members that share a machine (three on a laptop, or on the
-//! 2-core machine keel is measured on) then do not take CPU from each
-//! other: an earlier version that spun on every member, without yielding,
-//! cut put 1/1 on three co-located members from 1,118 to 754/s, and one that
-//! spun on the leader whatever it waited for raised their p99. Alone,
+//! spins without yielding. Members that share a machine (three on a
+//! laptop, or on the 2-core machine keel is measured on) then do not take
+//! CPU from each other: an earlier version that spun on every member,
+//! without yielding, cut put 1/1 on three co-located members from 1,118 to
+//! 754/s, and one that spun on the leader whatever it waited for raised
+//! their p99. Alone,
 //! yielding costs about 5% of put 1/1 (a yield that lets another thread run
 //! gets the core back late).
 //!
@@ -33,12 +34,12 @@
 //! instead of parking, while it is the only request waiting and for at most
 //! the Raft thread's current spin budget. The worker then stays awake through
 //! the fsync and the apply, and the reply reaches it without a wake-up: put
-//! 1/1 on one member went from 2,799-3,167/s to 3,667-4,234/s
-//! (docs/benchmarks.md, "Polling for the reply"). The Raft thread is busy
-//! with the proposal meanwhile (it spins only while none is in flight), and
-//! the client waits, so the two spins take turns on one core. With followers
-//! it does not poll: an early version that did halved put 1/1 on three
-//! co-located members.
+//! 1/1 on one member went from 2,991-3,308/s to 3,726-4,385/s
+//! (docs/benchmarks.md, "Polling for the reply on a lone member"). The
+//! Raft thread is busy with the proposal meanwhile (it spins only while
+//! none is in flight), and the client waits, so the two spins take turns on
+//! one core. With followers it does not poll: an early version that did
+//! halved put 1/1 on three co-located members.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -119,16 +119,16 @@ pub fn decode_record_key(bytes: &[u8]) -> Result<&[u8]> {
     r.take(key_len)
 }
 
-/// The create_revision, version and lease of a put record, without copying
-/// its key or value.
-pub fn decode_put_meta(bytes: &[u8]) -> Result<(i64, i64, i64)> {
+/// The key, create_revision, version and lease of a put record, without
+/// copying its key or value.
+pub fn decode_put_meta(bytes: &[u8]) -> Result<(&[u8], i64, i64, i64)> {
     let mut r = Reader { bytes, pos: 0 };
     if r.byte()? != TAG_PUT {
         return Err(corrupt("expected a put record".into()));
     }
     let key_len = r.uvarint()? as usize;
-    r.take(key_len)?;
-    Ok((r.ivarint()?, r.ivarint()?, r.ivarint()?))
+    let key = r.take(key_len)?;
+    Ok((key, r.ivarint()?, r.ivarint()?, r.ivarint()?))
 }
 
 /// Encodes a meta integer.

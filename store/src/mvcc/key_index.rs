@@ -405,8 +405,8 @@ impl KeyIndex {
     }
 
     /// Undoes the last push of `key` (for an abandoned transaction). `restore`
-    /// is what [`KeyIndex::push_put`] returned, to undo a put; `None` for a
-    /// delete.
+    /// is the [`Live`] the put replaced ([`Put::replaced`]), to undo a put;
+    /// `None` for a delete.
     pub fn pop(&mut self, key: &[u8], restore: Option<Live>) {
         if let Some(k) = self.keys.get_mut(key) {
             if let Some(live) = restore {

@@ -603,7 +603,21 @@ fn load(backend: &dyn Backend) -> Result<(State, Vec<Vec<u8>>, u64)> {
         let (k, v) = item?;
         in_use += (k.len() + v.len()) as u64;
         let (rev, tombstone) = Revision::from_key(&k)?;
-        let key = encoding::decode_record_key(&v)?;
+        // A put's key and what the next put continues from, in one parse.
+        let (key, live) = if tombstone {
+            (encoding::decode_record_key(&v)?, None)
+        } else {
+            let (key, create_revision, version, lease) = encoding::decode_put_meta(&v)?;
+            let leased = lease != 0;
+            (
+                key,
+                Some(Live {
+                    create_revision,
+                    version,
+                    leased,
+                }),
+            )
+        };
         if tombstone && index.last(key).is_none_or(|e| e.is_tombstone()) {
             // Compaction deletes oldest first, so a tombstone may outlive
             // the put it ends; only below the compact revision.
@@ -616,20 +630,11 @@ fn load(backend: &dyn Backend) -> Result<(State, Vec<Vec<u8>>, u64)> {
                 "mvcc: tombstone at {rev} of a key that is not live"
             )));
         }
-        if tombstone {
-            index.push_delete(key, rev);
-        } else {
-            let (create_revision, version, lease) = encoding::decode_put_meta(&v)?;
-            let leased = lease != 0;
-            index.push_put(
-                key,
-                rev,
-                Live {
-                    create_revision,
-                    version,
-                    leased,
-                },
-            );
+        match live {
+            Some(live) => {
+                index.push_put(key, rev, live);
+            }
+            None => index.push_delete(key, rev),
         }
         last_main = rev.main;
         records += 1;

@@ -45,6 +45,25 @@ fn check_report(v: &serde_json::Value, workload: &str, total: u64) {
     assert!(l["p50"].as_f64() <= l["max"].as_f64(), "{v}");
 }
 
+/// Through either client (the lean one by default, tonic with
+/// `--tonic-client`), puts succeed and a refused request counts as an error
+/// under its gRPC code: a range with no key is InvalidArgument, on keel as on
+/// etcd.
+fn check_both_clients(ep: &str) {
+    for client in [None, Some("--tonic-client")] {
+        let mut args = vec!["--endpoints", ep];
+        args.extend(client);
+        let mut put = args.clone();
+        put.extend(["--clients", "3", "put", "--total", "60", "--json"]);
+        check_report(&bench_json(&put), "put", 60);
+        let mut bad = args.clone();
+        bad.extend(["range", "", "--total", "4", "--json"]);
+        let v = bench_json(&bad);
+        assert_eq!(v["errors"], 4, "{client:?}: {v}");
+        assert_eq!(v["errors_by_code"]["InvalidArgument"], 4, "{client:?}: {v}");
+    }
+}
+
 /// `lease-keepalive` on `ep`: every keep-alive answered, and every client's
 /// lease revoked at the end.
 fn check_lease_keepalive(ep: &str) {
@@ -149,6 +168,7 @@ fn bench_against_real_etcd() {
     assert_eq!(watch["watch"]["events_missing"], 0, "{watch}");
 
     check_lease_keepalive(&ep);
+    check_both_clients(&ep);
 }
 
 #[test]
@@ -224,6 +244,7 @@ fn bench_against_keel() {
     ]);
     check_report(&range, "range", 20);
     check_lease_keepalive(&ep);
+    check_both_clients(&ep);
 }
 
 #[test]

@@ -56,6 +56,11 @@ pub struct BenchArgs {
     /// Accept any server certificate (servers started with --auto-tls).
     #[arg(long, global = true)]
     pub insecure_skip_tls_verify: bool,
+    /// Send the unary KV calls through tonic, as on TLS endpoints, instead
+    /// of keel bench's lean HTTP/2 client (which uses less of the machine's
+    /// CPU; docs/benchmarks.md, "A leaner load generator").
+    #[arg(long, global = true)]
+    pub tonic_client: bool,
     /// The workload.
     #[command(subcommand)]
     pub cmd: BenchCmd,

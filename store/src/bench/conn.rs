@@ -7,6 +7,11 @@
 //!
 //! With `--user`, the run authenticates once and every channel adds the
 //! token to each request ([`Token`]).
+//!
+//! A request workload's connection ([`Conn`]) on a plain-HTTP endpoint also
+//! has a [`Lean`] client, which carries its unary KV calls; its tonic channel
+//! then connects only if something else (a lease stream, the compactor) uses
+//! it. `--tonic-client` keeps every call on tonic.
 
 use std::time::Duration;
 
@@ -22,8 +27,18 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::Channel;
 
+use super::lean::Lean;
+
 /// A channel of the run: adds the token, if any, to every request.
 pub type BenchChannel = InterceptedService<Channel, Token>;
+
+/// One connection of the run: a tonic channel and, on a plain-HTTP endpoint
+/// unless `--tonic-client`, the lean client that carries the unary KV calls.
+#[derive(Clone)]
+pub struct Conn {
+    pub channel: BenchChannel,
+    pub lean: Option<Lean>,
+}
 
 /// The run's auth token (none without `--user`).
 #[derive(Clone, Default)]
@@ -102,20 +117,43 @@ pub async fn dial(url: &str, how: &Dial) -> anyhow::Result<Channel> {
         .with_context(|| format!("connecting to {url}"))
 }
 
-/// Opens `conns` channels, channel `i` to endpoint `i mod len`.
+/// Opens a channel to `url` that connects when first used.
+fn dial_lazy(url: &str, how: &Dial) -> anyhow::Result<Channel> {
+    Ok(keel_client::tls::endpoint(url, how.tls.as_ref())
+        .with_context(|| format!("invalid endpoint {url}"))?
+        .connect_timeout(how.timeout)
+        .connect_with_connector_lazy(tower::service_fn(crate::coalesce::connect)))
+}
+
+/// Opens `conns` connections, connection `i` to endpoint `i mod len`; with
+/// `lean`, each on a plain-HTTP endpoint is a [`Lean`] client (and a tonic
+/// channel that connects when first used).
 pub async fn connect(
     urls: &[String],
     conns: usize,
     how: &Dial,
     token: &Token,
-) -> anyhow::Result<Vec<BenchChannel>> {
+    lean: bool,
+) -> anyhow::Result<Vec<Conn>> {
     anyhow::ensure!(!urls.is_empty(), "no endpoints");
-    let mut channels = Vec::with_capacity(conns.max(1));
+    let mut out = Vec::with_capacity(conns.max(1));
     for i in 0..conns.max(1) {
-        let ch = dial(&urls[i % urls.len()], how).await?;
-        channels.push(InterceptedService::new(ch, token.clone()));
+        let url = &urls[i % urls.len()];
+        let conn = if lean && url.starts_with("http://") {
+            let text = token.0.as_ref().and_then(|t| t.to_str().ok());
+            Conn {
+                lean: Some(Lean::connect(url, how.timeout, text).await?),
+                channel: InterceptedService::new(dial_lazy(url, how)?, token.clone()),
+            }
+        } else {
+            Conn {
+                channel: InterceptedService::new(dial(url, how).await?, token.clone()),
+                lean: None,
+            }
+        };
+        out.push(conn);
     }
-    Ok(channels)
+    Ok(out)
 }
 
 /// The leader among `urls`, or `None` when no endpoint says which it is.

@@ -4,8 +4,8 @@
 //! same workloads and flags, the same request shapes; figures from an HDR
 //! histogram, as text or one JSON object (`--json`).
 //!
-//! Map: [`args`] holds the flags; [`conn`] opens the channels and finds the
-//! leader; [`keys`] makes keys and values; [`limiter`] paces `--rate`; [`run`]
+//! Map: [`args`] holds the flags; [`conn`] opens the connections and finds
+//! the leader; [`lean`] is the unary client of plain-HTTP connections; [`keys`] makes keys and values; [`limiter`] paces `--rate`; [`run`]
 //! drives request workloads, which [`workloads`] defines; [`watch`] drives the
 //! stream workloads `watch` and `watch-latency` (its puts through [`run`]);
 //! `lease-keepalive` is a request workload whose clients each hold a stream;
@@ -15,6 +15,7 @@ pub mod args;
 pub mod conn;
 pub mod fsync;
 pub mod keys;
+pub mod lean;
 pub mod limiter;
 pub mod report;
 pub mod run;
@@ -98,10 +99,21 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
         }
     }
     let token = conn::Token::for_user(args.user.as_deref(), &urls[0], &dial).await?;
-    let channels = conn::connect(&urls, args.conns, &dial, &token).await?;
+    // The watch workloads' connections carry streams; only request
+    // workloads get the lean client (the watch puts get it in put_conns).
+    let streams = matches!(args.cmd, BenchCmd::Watch(_) | BenchCmd::WatchLatency(_));
+    let conns = conn::connect(
+        &urls,
+        args.conns,
+        &dial,
+        &token,
+        !args.tonic_client && !streams,
+    )
+    .await?;
+    let channels: Vec<conn::BenchChannel> = conns.iter().map(|c| c.channel.clone()).collect();
     let meta = RunMeta {
         endpoints: urls,
-        conns: channels.len(),
+        conns: conns.len(),
         clients: args.clients,
     };
     let plan = |total: u64, rate: u64| Plan {
@@ -121,7 +133,7 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
             });
             let o = drive(
                 w,
-                &channels,
+                &conns,
                 plan(p.total, p.rate),
                 progress_bar(p.total, show),
             )
@@ -135,7 +147,7 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
             let w = Arc::new(workloads::Range::new(r));
             let o = drive(
                 w,
-                &channels,
+                &conns,
                 plan(r.total, r.rate),
                 progress_bar(r.total, show),
             )
@@ -146,7 +158,7 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
             let w = Arc::new(workloads::TxnPut::new(t)?);
             let o = drive(
                 w,
-                &channels,
+                &conns,
                 plan(t.total, t.rate),
                 progress_bar(t.total, show),
             )
@@ -154,21 +166,21 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
             (o, serde_json::to_value(t)?, None)
         }
         BenchCmd::Watch(w) => {
-            let put_channels = put_channels(w, &channels, &meta.endpoints, args, &token).await?;
+            let put_conns = put_conns(w, &conns, &meta.endpoints, args, &token).await?;
             let bar = progress_bar(w.put_total, show);
-            let (o, stats) = watch::run(w, &channels, &put_channels, args.clients, bar).await?;
+            let (o, stats) = watch::run(w, &channels, &put_conns, args.clients, bar).await?;
             (o, serde_json::to_value(w)?, Some(stats))
         }
         BenchCmd::WatchLatency(l) => {
             let w = WatchArgs::from(l);
-            let put_channels = put_channels(&w, &channels, &meta.endpoints, args, &token).await?;
+            let put_conns = put_conns(&w, &conns, &meta.endpoints, args, &token).await?;
             let bar = progress_bar(w.put_total, show);
-            let (o, stats) = watch::run(&w, &channels, &put_channels, 1, bar).await?;
+            let (o, stats) = watch::run(&w, &channels, &put_conns, 1, bar).await?;
             (o, serde_json::to_value(l)?, Some(stats))
         }
         BenchCmd::LeaseKeepalive(l) => {
             let w = Arc::new(workloads::LeaseKeepalive::new(l));
-            let o = drive(w, &channels, plan(l.total, 0), progress_bar(l.total, show)).await;
+            let o = drive(w, &conns, plan(l.total, 0), progress_bar(l.total, show)).await;
             (o, serde_json::to_value(l)?, None)
         }
         BenchCmd::Fsync(_) => unreachable!("handled above"),
@@ -178,15 +190,16 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-/// The channels `watch` puts over: the streams' own with `--shared-conns`, else
-/// one more connection (etcd's tool puts over a connection of its own).
-async fn put_channels(
+/// The connections `watch` puts over: the streams' own with `--shared-conns`
+/// (through tonic, so on the streams' HTTP/2 connections), else one more
+/// connection (etcd's tool puts over a connection of its own).
+async fn put_conns(
     w: &WatchArgs,
-    streams: &[conn::BenchChannel],
+    streams: &[conn::Conn],
     urls: &[String],
     args: &BenchArgs,
     token: &conn::Token,
-) -> anyhow::Result<Vec<conn::BenchChannel>> {
+) -> anyhow::Result<Vec<conn::Conn>> {
     if w.shared_conns {
         Ok(streams.to_vec())
     } else {
@@ -194,7 +207,7 @@ async fn put_channels(
             timeout: args.dial_timeout,
             tls: args.tls()?,
         };
-        conn::connect(urls, 1, &dial, token).await
+        conn::connect(urls, 1, &dial, token, !args.tonic_client).await
     }
 }
 

@@ -17,9 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::BenchChannel as Channel;
+use super::conn::{BenchChannel as Channel, Conn};
+use super::lean::Lean;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keel_proto::etcdserverpb::kv_client::KvClient;
+use keel_proto::etcdserverpb::{
+    PutRequest, PutResponse, RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio::task::JoinSet;
@@ -31,10 +35,10 @@ use super::report::Outcome;
 /// Largest response a client accepts (etcd's client allows 2 GiB).
 const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 
-/// One requester: its KV stub (on a shared channel), its own random numbers,
-/// and whatever per-client state its workload prepared.
+/// One requester: its KV stub (on a shared connection), its own random
+/// numbers, and whatever per-client state its workload prepared.
 pub struct Client {
-    pub kv: KvClient<Channel>,
+    pub kv: Kv,
     pub rng: StdRng,
     pub channel: Channel,
     /// `lease-keepalive`: this client's lease and keep-alive stream.
@@ -42,13 +46,49 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client on `channel`.
-    pub fn new(channel: Channel) -> Client {
+    /// A client on `conn`: its unary KV calls go through the lean client if
+    /// the connection has one.
+    pub fn new(conn: Conn) -> Client {
+        let kv = match conn.lean {
+            Some(lean) => Kv::Lean(lean),
+            None => Kv::Tonic(
+                KvClient::new(conn.channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
+            ),
+        };
         Client {
-            kv: KvClient::new(channel.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES),
+            kv,
             rng: StdRng::from_entropy(),
-            channel,
+            channel: conn.channel,
             keepalive: None,
+        }
+    }
+}
+
+/// The unary KV calls of the workloads, over either client.
+pub enum Kv {
+    Lean(Lean),
+    Tonic(KvClient<Channel>),
+}
+
+impl Kv {
+    pub async fn put(&mut self, req: PutRequest) -> Result<PutResponse, Status> {
+        match self {
+            Kv::Lean(l) => l.call(&req).await,
+            Kv::Tonic(t) => t.put(req).await.map(tonic::Response::into_inner),
+        }
+    }
+
+    pub async fn range(&mut self, req: RangeRequest) -> Result<RangeResponse, Status> {
+        match self {
+            Kv::Lean(l) => l.call(&req).await,
+            Kv::Tonic(t) => t.range(req).await.map(tonic::Response::into_inner),
+        }
+    }
+
+    pub async fn txn(&mut self, req: TxnRequest) -> Result<TxnResponse, Status> {
+        match self {
+            Kv::Lean(l) => l.call(&req).await,
+            Kv::Tonic(t) => t.txn(req).await.map(tonic::Response::into_inner),
         }
     }
 }
@@ -75,14 +115,14 @@ pub struct Plan {
     pub limiter: Option<Limiter>,
 }
 
-/// Runs `plan` of `workload` over `channels`; ticks `progress` per request.
+/// Runs `plan` of `workload` over `conns`; ticks `progress` per request.
 pub async fn drive<W: Workload>(
     workload: Arc<W>,
-    channels: &[Channel],
+    conns: &[Conn],
     plan: Plan,
     progress: ProgressBar,
 ) -> Outcome {
-    assert!(!channels.is_empty(), "at least one channel");
+    assert!(!conns.is_empty(), "at least one connection");
     let next = Arc::new(AtomicU64::new(0));
     let limiter = plan.limiter.map(Arc::new);
     let total = plan.total;
@@ -90,7 +130,7 @@ pub async fn drive<W: Workload>(
     let ready = Arc::new(tokio::sync::Barrier::new(clients));
     let mut tasks = JoinSet::new();
     for c in 0..clients {
-        let mut client = Client::new(channels[c % channels.len()].clone());
+        let mut client = Client::new(conns[c % conns.len()].clone());
         let (workload, next, limiter, progress, ready) = (
             workload.clone(),
             next.clone(),

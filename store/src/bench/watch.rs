@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::BenchChannel as Channel;
+use super::conn::{BenchChannel as Channel, Conn};
 use anyhow::{anyhow, ensure};
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
@@ -221,7 +221,7 @@ impl Workload for WatchPuts {
         async move {
             let j = usize::try_from(i).unwrap_or(usize::MAX);
             self.sent_ns[j].store(ns_since(self.clock), Ordering::Relaxed);
-            let resp = c.kv.put(req).await?.into_inner();
+            let resp = c.kv.put(req).await?;
             let rev = resp.header.map(|h| h.revision).unwrap_or(0);
             self.revs[j].store(rev, Ordering::Relaxed);
             Ok(())
@@ -301,19 +301,16 @@ struct StreamResult {
 }
 
 /// Runs `watch` (or `watch-latency`, as `watch` with one key): streams over
-/// `channels`, puts from `clients` clients over `put_channels`; `progress`
+/// `channels`, puts from `clients` clients over `put_conns`; `progress`
 /// ticks per put.
 pub async fn run(
     args: &WatchArgs,
     channels: &[Channel],
-    put_channels: &[Channel],
+    put_conns: &[Conn],
     clients: usize,
     progress: ProgressBar,
 ) -> anyhow::Result<(Outcome, WatchStats)> {
-    ensure!(
-        !channels.is_empty() && !put_channels.is_empty(),
-        "no channels"
-    );
+    ensure!(!channels.is_empty() && !put_conns.is_empty(), "no channels");
     ensure!(args.streams >= 1, "--streams must be at least 1");
     ensure!(
         (1..=u64::from(u32::MAX)).contains(&args.watch_per_stream),
@@ -375,7 +372,7 @@ pub async fn run(
         clients,
         limiter: Limiter::new(args.put_rate),
     };
-    let put_outcome = drive(puts.clone(), put_channels, plan, progress).await;
+    let put_outcome = drive(puts.clone(), put_conns, plan, progress).await;
     let records = puts.records();
     let per_put: u64 = records
         .iter()

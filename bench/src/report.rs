@@ -127,7 +127,9 @@ pub fn markdown(ctx: &RunInfo, rows: &[Row], memory: &[Memory]) -> String {
         s,
         "Both servers run on loopback with `{}`, fsync on every write (neither can turn it off \
          here); each workload ran {} round(s) against a fresh cluster of each, alternating etcd, \
-         keel, with the same `keel bench` client. Figures are medians over the rounds; the ratio \
+         keel, with the same `keel bench` client. Every workload but range targets the leader; \
+         range lists the leader's endpoint last, so that its first connection is to a \
+         follower on both servers. Figures are medians over the rounds; the ratio \
          is keel / etcd (requests/s; for watch, events delivered/s). Target: keel ≥ 1.5× etcd's \
          throughput on every put, txn and range workload with p99 no worse.\n",
         crate::cluster::SHARED_FLAGS.join(" "),

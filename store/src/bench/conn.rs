@@ -8,10 +8,11 @@
 //! With `--user`, the run authenticates once and every channel adds the
 //! token to each request ([`Token`]).
 //!
-//! A request workload's connection ([`Conn`]) on a plain-HTTP endpoint also
-//! has a [`Lean`] client, which carries its unary KV calls; its tonic channel
-//! then connects only if something else (a lease stream, the compactor) uses
-//! it. `--tonic-client` keeps every call on tonic.
+//! A connection ([`Conn`]) of a unary workload (`put`, `range`, `txn-put`,
+//! `watch`'s puts) on a plain-HTTP endpoint also has a [`Lean`] client,
+//! which carries its KV calls; its tonic channel then connects only if
+//! something else (`put --compact-interval`'s compactor) uses it.
+//! `--tonic-client` keeps every call on tonic.
 
 use std::time::Duration;
 
@@ -140,7 +141,12 @@ pub async fn connect(
     for i in 0..conns.max(1) {
         let url = &urls[i % urls.len()];
         let conn = if lean && url.starts_with("http://") {
-            let text = token.0.as_ref().and_then(|t| t.to_str().ok());
+            let text = token
+                .0
+                .as_ref()
+                .map(|t| t.to_str())
+                .transpose()
+                .context("the auth token is not printable ASCII")?;
             Conn {
                 lean: Some(Lean::connect(url, how.timeout, text).await?),
                 channel: InterceptedService::new(dial_lazy(url, how)?, token.clone()),

@@ -5,7 +5,8 @@
 //! histogram, as text or one JSON object (`--json`).
 //!
 //! Map: [`args`] holds the flags; [`conn`] opens the connections and finds
-//! the leader; [`lean`] is the unary client of plain-HTTP connections; [`keys`] makes keys and values; [`limiter`] paces `--rate`; [`run`]
+//! the leader; [`lean`] is the unary client of plain-HTTP connections;
+//! [`keys`] makes keys and values; [`limiter`] paces `--rate`; [`run`]
 //! drives request workloads, which [`workloads`] defines; [`watch`] drives the
 //! stream workloads `watch` and `watch-latency` (its puts through [`run`]);
 //! `lease-keepalive` is a request workload whose clients each hold a stream;
@@ -99,15 +100,19 @@ pub async fn run_async(args: &BenchArgs) -> anyhow::Result<Report> {
         }
     }
     let token = conn::Token::for_user(args.user.as_deref(), &urls[0], &dial).await?;
-    // The watch workloads' connections carry streams; only request
-    // workloads get the lean client (the watch puts get it in put_conns).
-    let streams = matches!(args.cmd, BenchCmd::Watch(_) | BenchCmd::WatchLatency(_));
+    // Only the unary workloads get the lean client; the watch workloads'
+    // connections carry streams (their puts get it in put_conns), and
+    // lease-keepalive's carry a stream per client.
+    let unary = matches!(
+        args.cmd,
+        BenchCmd::Put(_) | BenchCmd::Range(_) | BenchCmd::TxnPut(_)
+    );
     let conns = conn::connect(
         &urls,
         args.conns,
         &dial,
         &token,
-        !args.tonic_client && !streams,
+        !args.tonic_client && unary,
     )
     .await?;
     let channels: Vec<conn::BenchChannel> = conns.iter().map(|c| c.channel.clone()).collect();

@@ -5,10 +5,12 @@
 //! is quick: [`super::spin`]); drain every queued command (so many
 //! proposals become one `Ready`); tick when due; issue one
 //! ReadIndex for all reads queued since the last one; then handle the `Ready` in
-//! raft-rs's documented order:
+//! raft-rs's documented order, except that a follower applies after step 4:
 //!
 //! 1. send the leader's messages (they do not depend on our own write);
-//! 2. apply committed entries (already durable here);
+//! 2. apply committed entries (already durable here) — a leader only: its
+//!    replies then need not wait for its fsync, while a follower's append
+//!    response need not wait for its apply;
 //! 3. append new entries, write the hard state; ONE flush (fsync) for both,
 //!    and only when Raft needs it (`must_sync`: new entries, a snapshot, a new
 //!    term or vote) or a conf state was recorded. A hard state that moved only

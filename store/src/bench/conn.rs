@@ -110,20 +110,25 @@ pub fn endpoint_url(e: &str, tls: Option<&TlsOptions>) -> anyhow::Result<String>
 /// benchmark tool) do: those ready together share a write
 /// ([`crate::coalesce`]).
 pub async fn dial(url: &str, how: &Dial) -> anyhow::Result<Channel> {
-    keel_client::tls::endpoint(url, how.tls.as_ref())
-        .with_context(|| format!("invalid endpoint {url}"))?
-        .connect_timeout(how.timeout)
+    endpoint(url, how)?
         .connect_with_connector(tower::service_fn(crate::coalesce::connect))
         .await
         .with_context(|| format!("connecting to {url}"))
 }
 
-/// Opens a channel to `url` that connects when first used.
-fn dial_lazy(url: &str, how: &Dial) -> anyhow::Result<Channel> {
+/// `url` as tonic dials it, with `how`'s TLS and connect timeout.
+fn endpoint(url: &str, how: &Dial) -> anyhow::Result<tonic::transport::Endpoint> {
     Ok(keel_client::tls::endpoint(url, how.tls.as_ref())
         .with_context(|| format!("invalid endpoint {url}"))?
-        .connect_timeout(how.timeout)
-        .connect_with_connector_lazy(tower::service_fn(crate::coalesce::connect)))
+        .connect_timeout(how.timeout))
+}
+
+/// Opens a channel to `url` that connects when first used.
+fn dial_lazy(url: &str, how: &Dial) -> anyhow::Result<Channel> {
+    Ok(
+        endpoint(url, how)?
+            .connect_with_connector_lazy(tower::service_fn(crate::coalesce::connect)),
+    )
 }
 
 /// Opens `conns` connections, connection `i` to endpoint `i mod len`; with

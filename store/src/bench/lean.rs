@@ -25,6 +25,7 @@ use anyhow::Context;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::client::SendRequest;
 use prost::Message;
+use tonic::codegen::http::uri::{Authority, PathAndQuery, Scheme};
 use tonic::codegen::http::{self, HeaderMap, HeaderValue, Method, Request, Uri};
 use tonic::{Code, Status};
 
@@ -37,8 +38,9 @@ const CONN_WINDOW: u32 = 5 * 1024 * 1024;
 #[derive(Clone)]
 pub struct Lean {
     send: SendRequest<Bytes>,
-    /// `http://host:port`, to which a method's path is appended.
-    base: String,
+    /// The endpoint's `host:port`; each request's URI is `http://`, it, and
+    /// the method's path.
+    authority: Authority,
     /// The run's auth token, sent as the `token` header.
     token: Option<HeaderValue>,
 }
@@ -61,6 +63,10 @@ impl Lean {
             uri.scheme_str() == Some("http"),
             "{url}: the lean client speaks plain HTTP/2 only"
         );
+        let authority = uri
+            .authority()
+            .cloned()
+            .with_context(|| format!("{url}: no host:port"))?;
         let tcp = tokio::time::timeout(timeout, crate::coalesce::connect(uri))
             .await
             .with_context(|| format!("connecting to {url}: timed out"))?
@@ -83,7 +89,7 @@ impl Lean {
             .context("the token is not a valid header value")?;
         Ok(Lean {
             send,
-            base: url.trim_end_matches('/').to_string(),
+            authority,
             token,
         })
     }
@@ -92,8 +98,12 @@ impl Lean {
     pub async fn call<M: Unary>(&self, req: &M) -> Result<M::Response, Status> {
         let mut request = Request::new(());
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = Uri::try_from(format!("{}{}", self.base, M::PATH))
-            .map_err(|e| Status::internal(format!("request URI: {e}")))?;
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(self.authority.clone());
+        uri.path_and_query = Some(PathAndQuery::from_static(M::PATH));
+        *request.uri_mut() =
+            Uri::from_parts(uri).map_err(|e| Status::internal(format!("request URI: {e}")))?;
         let h = request.headers_mut();
         h.insert(http::header::CONTENT_TYPE, GRPC.clone());
         h.insert(http::header::TE, TRAILERS.clone());

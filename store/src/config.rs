@@ -100,6 +100,16 @@ pub struct StoreFlags {
         default_missing_value = "true"
     )]
     pub strict_reconfig_check: bool,
+    /// keel only: the leader answers linearizable reads (ReadIndex) from a lease a quorum confirmed less than election-timeout minus two heartbeats ago, instead of a round of heartbeats per read; members then ignore votes for an election timeout after they start (false: a round per read, as etcd).
+    #[arg(
+        long,
+        env = "KEEL_LEADER_READ_LEASE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub leader_read_lease: bool,
     /// Number of committed transactions to trigger a snapshot to disk (log compaction).
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -228,6 +238,8 @@ pub struct Config {
     pub snapshot_catchup_entries: u64,
     /// `--experimental-raft-spin`: see [`crate::consensus::spin`].
     pub raft_spin: Duration,
+    /// `--leader-read-lease`: see [`crate::consensus::lease`].
+    pub leader_read_lease: bool,
     pub strict_reconfig_check: bool,
     pub watch_progress_notify_interval: Duration,
     /// `--quota-backend-bytes` as given (0: default, negative: no quota).
@@ -392,6 +404,7 @@ impl StoreFlags {
             auth: self.auth.into_settings()?,
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             raft_spin: self.experimental_raft_spin,
+            leader_read_lease: self.leader_read_lease,
             strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             quota_backend_bytes: self.quota_backend_bytes,

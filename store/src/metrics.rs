@@ -31,6 +31,7 @@ pub struct Metrics {
     pub snapshot_send_success: IntCounter,
     pub snapshot_send_failures: IntCounter,
     pub snapshot_receive_success: IntCounter,
+    pub read_index_leased: IntCounter,
 }
 
 impl Metrics {
@@ -140,6 +141,10 @@ impl Metrics {
             "etcd_network_snapshot_send_failures",
             "Total number of snapshot send failures",
         );
+        let read_index_leased = c(
+            "keel_read_index_leased_total",
+            "ReadIndex requests the leader answered from its read lease, without a round of heartbeats.",
+        );
         let snapshot_receive_success = c(
             "etcd_network_snapshot_receive_success",
             "Total number of successful snapshot receives",
@@ -151,6 +156,7 @@ impl Metrics {
             snapshot_send_success,
             snapshot_send_failures,
             snapshot_receive_success,
+            read_index_leased,
             has_leader,
             is_leader,
             leader_changes,

@@ -54,6 +54,7 @@ use crate::concurrency::service::{ElectionService, LockService};
 use crate::concurrency::Recipes;
 use crate::config::{Config, MemberConfig, MemberId};
 use crate::consensus::driver::{Driver, LogRetention};
+use crate::consensus::lease::LeaseRules;
 use crate::consensus::snapshot::{self, SnapDir};
 use crate::consensus::{self, logger};
 use crate::error::{Error, Result};
@@ -281,7 +282,12 @@ impl Server {
                 crash_in_install: cfg.unsafe_crash_in_snapshot_install,
             },
         )
-        .with_spin(cfg.raft_spin);
+        .with_spin(cfg.raft_spin)
+        .with_read_lease(if cfg.leader_read_lease {
+            LeaseRules::new(cfg.heartbeat, cfg.election_ticks)
+        } else {
+            None
+        });
         let (driver_done_tx, driver_done) = tokio::sync::oneshot::channel();
         let driver_thread = std::thread::Builder::new()
             .name("raft".into())

@@ -154,6 +154,94 @@ async fn an_isolated_member_cannot_serve_linearizable_reads_or_writes() {
     assert!(ok, "healed member never caught up");
 }
 
+/// The value of `key` by a linearizable read through `client`.
+async fn read(client: &keel_client::Client, key: &str) -> Result<Option<Vec<u8>>, String> {
+    client
+        .range(RangeRequest {
+            key: key.as_bytes().to_vec(),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.kvs.first().map(|kv| kv.value.clone()))
+        .map_err(|e| e.to_string())
+}
+
+/// The leader answers a follower's linearizable reads from its read lease
+/// (no heartbeat round per read), and an isolated leader's lease runs out
+/// before the others can elect a new leader: once the new leader has
+/// acknowledged a write, the old one never answers a read with the value it
+/// overwrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_lease_never_outlives_the_leadership() {
+    let c = Cluster::start_with(
+        3,
+        &["--heartbeat-interval", "50", "--election-timeout", "500"],
+    );
+    c.client().put("k", "old").await.unwrap();
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let follower = (leader + 1) % 3;
+    let through_follower = c.member_client(follower);
+    for _ in 0..50 {
+        assert_eq!(
+            read(&through_follower, "k").await.unwrap().as_deref(),
+            Some(&b"old"[..])
+        );
+    }
+    let leased = c.metric(leader, "keel_read_index_leased_total").unwrap();
+    assert!(
+        leased >= 25.0,
+        "the leader answered {leased} of 50 follower reads from its lease"
+    );
+    for i in [follower, (leader + 2) % 3] {
+        assert_eq!(c.metric(i, "keel_read_index_leased_total"), Some(0.0));
+    }
+
+    let old_leader = keel_client::Client::new(
+        [c.members[leader].endpoint()],
+        keel_client::Options {
+            request_timeout: Duration::from_secs(3),
+            max_attempts: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    c.isolate(leader);
+    // The other two elect a leader (once the lease they granted is over)
+    // and take a write.
+    // (A put that fails with "leader changed" may or may not have been
+    // applied: putting the same value again is harmless.)
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Err(e) = through_follower.put("k", "new").await {
+        assert!(
+            Instant::now() < deadline,
+            "the majority never took a write: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        read(&through_follower, "k").await.unwrap().as_deref(),
+        Some(&b"new"[..])
+    );
+    // The old leader cannot confirm a read any more, with or without a
+    // lease: each read fails (unavailable, or the client's timeout).
+    for _ in 0..3 {
+        if let Ok(v) = read(&old_leader, "k").await {
+            panic!("the isolated old leader answered a linearizable read: {v:?}");
+        }
+    }
+    c.heal(leader);
+    let mut caught_up = false;
+    for _ in 0..100 {
+        if let Ok(Some(v)) = read(&old_leader, "k").await {
+            assert_eq!(v, b"new");
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(caught_up, "the old leader never served the new value");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill_loses_no_acknowledged_write() {
     let mut c = Cluster::start(3);

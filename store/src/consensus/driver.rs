@@ -34,11 +34,12 @@ use std::time::{Duration, Instant};
 
 use raft::eraftpb::{
     ConfChange as RaftConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType,
-    Message,
+    Message, MessageType,
 };
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 
+use super::lease::{LeaseRules, ReadLease};
 use super::snapshot::{self, SnapDir};
 use super::spin::Spin;
 use super::{Command, ConfChange, ConfChangeKind, Replication, StateMachine, Status};
@@ -88,6 +89,13 @@ pub struct Driver<SM: StateMachine, T: Outbox> {
     /// membership with the entry's index, so the two must not disagree
     /// after a crash).
     conf_unsynced: bool,
+    /// The leader's read lease (see [`super::lease`]).
+    lease: ReadLease,
+    /// The context of the lease's renewal round in flight, if any.
+    renewing: Option<u64>,
+    /// Until when vote requests are ignored: a restarted member has
+    /// forgotten the lease it granted (see [`super::lease`]).
+    quiet_until: Instant,
 }
 
 /// When to truncate the Raft log (etcd's `--snapshot-count` and
@@ -134,7 +142,21 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             last_term: 0,
             spin: Spin::new(Duration::ZERO),
             conf_unsynced: false,
+            lease: ReadLease::new(None),
+            renewing: None,
+            quiet_until: Instant::now(),
         }
+    }
+
+    /// Lets the leader answer ReadIndex requests from a lease (see
+    /// [`super::lease`]); from now on, vote requests are ignored for the
+    /// rules' quiet time.
+    pub(crate) fn with_read_lease(mut self, rules: Option<LeaseRules>) -> Self {
+        self.lease = ReadLease::new(rules);
+        if let Some(r) = rules {
+            self.quiet_until = Instant::now() + r.restart_quiet;
+        }
+        self
     }
 
     /// Lets the driver spin on its queue for up to `limit` before sleeping
@@ -220,6 +242,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                 // Writes the state machine held back past their age.
                 self.sm.end_batch()?;
             }
+            self.check_lease();
             self.issue_reads();
             // Advancing can make more ready (e.g. entries committed by the
             // persist just done on a single member): handle it before sleeping.
@@ -264,11 +287,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             Command::ReadIndex { deadline, reply } => {
                 self.queued_reads.push(ReadWaiter { deadline, reply });
             }
-            Command::Step(m) => {
-                if let Err(e) = self.raw.step(*m) {
-                    tracing::debug!(error = %e, "dropped a peer message");
-                }
-            }
+            Command::Step(m) => self.step(*m),
             Command::Unreachable(peer) => self.raw.report_unreachable(peer),
             Command::ReportSnapshot { to, ok } => {
                 let status = if ok {
@@ -287,6 +306,111 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             Command::Stop => return false,
         }
         true
+    }
+
+    /// Steps a peer's message into Raft, except for what the read lease
+    /// handles itself (see [`super::lease`]): a follower's ReadIndex the
+    /// lease answers, and vote requests in a restarted member's quiet time.
+    fn step(&mut self, mut m: Message) {
+        if self.lease.enabled() {
+            match m.get_msg_type() {
+                MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+                    if m.context != raft::CAMPAIGN_TRANSFER
+                        && Instant::now() < self.quiet_until =>
+                {
+                    tracing::debug!(
+                        from = format!("{:x}", m.from),
+                        term = m.term,
+                        "ignored a vote request: this member started less than an election timeout ago"
+                    );
+                    return;
+                }
+                MessageType::MsgReadIndex
+                    if self.raw.raft.state == StateRole::Leader && m.from != self.raw.raft.id =>
+                {
+                    let now = Instant::now();
+                    if self.lease_holds(now) {
+                        let r = &self.raw.raft;
+                        let mut answer = Message::default();
+                        answer.set_msg_type(MessageType::MsgReadIndexResp);
+                        answer.from = r.id;
+                        answer.to = m.from;
+                        answer.term = r.term;
+                        answer.index = r.raft_log.committed;
+                        answer.set_entries(m.take_entries());
+                        self.metrics.read_index_leased.inc();
+                        self.outbox.send(vec![answer]);
+                        self.renew_lease(now);
+                        return;
+                    }
+                    if let Some(e) = m.entries.first() {
+                        let term = self.raw.raft.term;
+                        self.lease.round_started(m.from, &e.data, term, now);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Err(e) = self.raw.step(m) {
+            tracing::debug!(error = %e, "dropped a peer message");
+        }
+    }
+
+    /// Whether the lease lets this member answer a ReadIndex alone now: it
+    /// leads, hands the leadership to no one, has committed an entry of its
+    /// term, and a round confirmed it less than a lease ago.
+    fn lease_holds(&self, now: Instant) -> bool {
+        let r = &self.raw.raft;
+        r.state == StateRole::Leader
+            && r.lead_transferee.is_none()
+            && self.lease.holds(r.term, now)
+            && r.commit_to_current_term()
+    }
+
+    /// Ends the lease once this member stops leading or starts handing the
+    /// leadership over (checked on every turn of the loop: a transfer starts
+    /// in a step and is abandoned at the earliest an election timeout later).
+    fn check_lease(&mut self) {
+        if !self.lease.enabled() {
+            return;
+        }
+        let r = &self.raw.raft;
+        if r.state != StateRole::Leader || r.lead_transferee.is_some() {
+            self.lease.revoke();
+            self.renewing = None;
+        }
+    }
+
+    /// Starts a round of our own when the lease is in its second half, so
+    /// that reads keep being answered alone while it renews.
+    fn renew_lease(&mut self, now: Instant) {
+        let term = self.raw.raft.term;
+        if self.renewing.is_some() || !self.lease.needs_renewal(term, now) {
+            return;
+        }
+        let ctx = self.next_read_ctx;
+        self.next_read_ctx += 1;
+        let bytes = ctx.to_be_bytes();
+        self.lease
+            .round_started(self.raw.raft.id, &bytes, term, now);
+        self.raw.read_index(bytes.to_vec());
+        self.renewing = Some(ctx);
+    }
+
+    /// Sends messages, first noting the ReadIndex answers Raft gives
+    /// followers: each one confirms a lease round.
+    fn send_messages(&mut self, msgs: Vec<Message>) {
+        if self.lease.awaiting() && self.raw.raft.state == StateRole::Leader {
+            let term = self.raw.raft.term;
+            for m in &msgs {
+                if m.get_msg_type() == MessageType::MsgReadIndexResp {
+                    if let Some(e) = m.entries.first() {
+                        self.lease.round_confirmed(m.to, &e.data, term);
+                    }
+                }
+            }
+        }
+        self.outbox.send(msgs);
     }
 
     /// Registers the waiter of a proposal Raft took, or answers it at once.
@@ -392,16 +516,32 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         }
     }
 
-    /// One ReadIndex for every read queued since the last one.
+    /// One ReadIndex for every read queued since the last one; on a leader
+    /// whose lease holds, none: the reads take its commit index.
     fn issue_reads(&mut self) {
         if self.queued_reads.is_empty() {
             return;
         }
+        let now = Instant::now();
+        if self.lease.enabled() && self.lease_holds(now) {
+            let index = self.raw.raft.raft_log.committed;
+            let batch = std::mem::take(&mut self.queued_reads);
+            self.metrics.read_index_leased.inc();
+            self.reads_known(index, batch);
+            self.renew_lease(now);
+            return;
+        }
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
+        let bytes = ctx.to_be_bytes();
+        if self.raw.raft.state == StateRole::Leader {
+            let term = self.raw.raft.term;
+            self.lease
+                .round_started(self.raw.raft.id, &bytes, term, now);
+        }
+        self.raw.read_index(bytes.to_vec());
         let batch = std::mem::take(&mut self.queued_reads);
-        self.inflight_reads.insert(ctx, (Instant::now(), batch));
+        self.inflight_reads.insert(ctx, (now, batch));
     }
 
     /// Deadlines; ReadIndex requests Raft dropped (no leader yet, or a new leader
@@ -457,7 +597,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         let began = Instant::now();
         let mut ready = self.raw.ready();
         if !ready.messages().is_empty() {
-            self.outbox.send(ready.take_messages());
+            self.send_messages(ready.take_messages());
         }
         if !ready.snapshot().is_empty() {
             // Before anything after it: the state it brings, then its metadata.
@@ -512,7 +652,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             self.on_soft_state(leader, role);
         }
         if !ready.persisted_messages().is_empty() {
-            self.outbox.send(ready.take_persisted_messages());
+            self.send_messages(ready.take_persisted_messages());
         }
         if !apply_first {
             let t = Instant::now();
@@ -524,7 +664,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             store.set_commit(commit)?;
         }
         if !light.messages().is_empty() {
-            self.outbox.send(light.take_messages());
+            self.send_messages(light.take_messages());
         }
         let committed = light.take_committed_entries();
         self.apply_entries(committed)?;
@@ -661,18 +801,34 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         let Ok(bytes) = <[u8; 8]>::try_from(ctx.as_slice()) else {
             return;
         };
+        if self.lease.awaiting()
+            && self.raw.raft.state == StateRole::Leader
+            && self.raw.raft.lead_transferee.is_none()
+        {
+            let term = self.raw.raft.term;
+            self.lease.round_confirmed(self.raw.raft.id, &bytes, term);
+        }
         let ctx = u64::from_be_bytes(bytes);
+        if self.renewing == Some(ctx) {
+            self.renewing = None;
+        }
         if let Some((_, waiters)) = self.inflight_reads.remove(&ctx) {
-            if self.sm.applied_index() >= index {
-                for w in waiters {
-                    let _ = w.reply.send(Ok(index));
-                }
-            } else {
-                self.reads_by_index
-                    .entry(index)
-                    .or_default()
-                    .extend(waiters);
+            self.reads_known(index, waiters);
+        }
+    }
+
+    /// Reads whose index is known: answered now if applied reaches it, else
+    /// when it does.
+    fn reads_known(&mut self, index: u64, waiters: Vec<ReadWaiter>) {
+        if self.sm.applied_index() >= index {
+            for w in waiters {
+                let _ = w.reply.send(Ok(index));
             }
+        } else {
+            self.reads_by_index
+                .entry(index)
+                .or_default()
+                .extend(waiters);
         }
     }
 
@@ -741,6 +897,8 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         let Some(change) = from_raft(&cc) else {
             // Not a change keel proposes (joint consensus): Raft's alone.
             tracing::warn!(index, ?cc, "applying a conf change keel did not propose");
+            self.lease.revoke();
+            self.renewing = None;
             let cs = self.raw.apply_conf_change(&cc)?;
             self.raw.store().set_conf_state(&cs)?;
             self.conf_unsynced = true;
@@ -749,6 +907,9 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         };
         let (id, out, accepted) = self.sm.apply_conf_change(index, &change);
         if accepted {
+            // The lease was counted in the old configuration's quorum.
+            self.lease.revoke();
+            self.renewing = None;
             let cs = self.raw.apply_conf_change(&cc)?;
             self.raw.store().set_conf_state(&cs)?;
             self.conf_unsynced = true;

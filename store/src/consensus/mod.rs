@@ -29,6 +29,7 @@
 //! it).
 
 pub mod driver;
+pub mod lease;
 pub mod logger;
 pub mod snapshot;
 pub mod spin;

@@ -149,11 +149,12 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
     }
 
     /// Lets the leader answer ReadIndex requests from a lease (see
-    /// [`super::lease`]); from now on, vote requests are ignored for the
-    /// rules' quiet time.
+    /// [`super::lease`]). A member that restarts (its log holds a term: it
+    /// may have granted a lease before) ignores vote requests for the
+    /// rules' quiet time from now on; a new member has granted none.
     pub(crate) fn with_read_lease(mut self, rules: Option<LeaseRules>) -> Self {
         self.lease = ReadLease::new(rules);
-        if let Some(r) = rules {
+        if let Some(r) = rules.filter(|_| self.raw.raft.term > 0) {
             self.quiet_until = Instant::now() + r.restart_quiet;
         }
         self
@@ -343,6 +344,8 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                         self.renew_lease(now);
                         return;
                     }
+                    // The lease lapsed: a renewal in flight is lost with it.
+                    self.renewing = None;
                     if let Some(e) = m.entries.first() {
                         let term = self.raw.raft.term;
                         self.lease.round_started(m.from, &e.data, term, now);
@@ -400,8 +403,9 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
     /// Sends messages, first noting the ReadIndex answers Raft gives
     /// followers: each one confirms a lease round.
     fn send_messages(&mut self, msgs: Vec<Message>) {
-        if self.lease.awaiting() && self.raw.raft.state == StateRole::Leader {
-            let term = self.raw.raft.term;
+        let r = &self.raw.raft;
+        if self.lease.awaiting() && r.state == StateRole::Leader && r.lead_transferee.is_none() {
+            let term = r.term;
             for m in &msgs {
                 if m.get_msg_type() == MessageType::MsgReadIndexResp {
                     if let Some(e) = m.entries.first() {
@@ -531,6 +535,7 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             self.renew_lease(now);
             return;
         }
+        self.renewing = None;
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         let bytes = ctx.to_be_bytes();

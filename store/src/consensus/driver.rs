@@ -22,7 +22,10 @@
 //!    committed entries; `advance_apply`.
 //!
 //! Waiters: proposals wait by request id; reads wait for their ReadIndex reply,
-//! then for `applied >= index`. Every waiter has a deadline checked on each tick;
+//! then for `applied >= index`. A leader whose read lease holds answers
+//! ReadIndex requests, its own and its followers', with its commit index at
+//! once (see [`super::lease`]; the driver records the rounds the lease is
+//! built from, and ignores vote requests for a while after a restart). Every waiter has a deadline checked on each tick;
 //! a proposal made in an older term fails with "leader changed" when the term
 //! moves on (its entry may or may not commit: the caller must treat that as
 //! unknown, as with etcd).

@@ -29,8 +29,10 @@
 //! - an applied configuration change (the quorum the lease was counted in is
 //!   not the cluster's any more);
 //! - a member's restart: it forgets when it last heard from the leader. The
-//!   driver therefore ignores vote requests for `election_tick` heartbeat
-//!   intervals after it starts ([`LeaseRules::restart_quiet`]).
+//!   driver of a member whose log holds a term (one that may have granted a
+//!   lease) therefore ignores vote requests for `election_tick` heartbeat
+//!   intervals after it starts ([`LeaseRules::restart_quiet`]). A leadership
+//!   transfer's campaign is let through.
 //!
 //! The rounds the lease is built from are the ones ReadIndex already makes:
 //! the driver records when it stepped each ReadIndex (its own, or a

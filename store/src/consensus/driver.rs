@@ -94,8 +94,6 @@ pub struct Driver<SM: StateMachine, T: Outbox> {
     conf_unsynced: bool,
     /// The leader's read lease (see [`super::lease`]).
     lease: ReadLease,
-    /// The context of the lease's renewal round in flight, if any.
-    renewing: Option<u64>,
     /// Until when vote requests are ignored: a restarted member has
     /// forgotten the lease it granted (see [`super::lease`]).
     quiet_until: Instant,
@@ -146,7 +144,6 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             spin: Spin::new(Duration::ZERO),
             conf_unsynced: false,
             lease: ReadLease::new(None),
-            renewing: None,
             quiet_until: Instant::now(),
         }
     }
@@ -347,8 +344,6 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
                         self.renew_lease(now);
                         return;
                     }
-                    // The lease lapsed: a renewal in flight is lost with it.
-                    self.renewing = None;
                     if let Some(e) = m.entries.first() {
                         let term = self.raw.raft.term;
                         self.lease.round_started(m.from, &e.data, term, now);
@@ -383,7 +378,6 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         let r = &self.raw.raft;
         if r.state != StateRole::Leader || r.lead_transferee.is_some() {
             self.lease.revoke();
-            self.renewing = None;
         }
     }
 
@@ -391,16 +385,15 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
     /// that reads keep being answered alone while it renews.
     fn renew_lease(&mut self, now: Instant) {
         let term = self.raw.raft.term;
-        if self.renewing.is_some() || !self.lease.needs_renewal(term, now) {
+        if !self.lease.needs_renewal(term, now) {
             return;
         }
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         let bytes = ctx.to_be_bytes();
         self.lease
-            .round_started(self.raw.raft.id, &bytes, term, now);
+            .renewal_started(self.raw.raft.id, &bytes, term, now);
         self.raw.read_index(bytes.to_vec());
-        self.renewing = Some(ctx);
     }
 
     /// Sends messages, first noting the ReadIndex answers Raft gives
@@ -538,7 +531,6 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             self.renew_lease(now);
             return;
         }
-        self.renewing = None;
         let ctx = self.next_read_ctx;
         self.next_read_ctx += 1;
         let bytes = ctx.to_be_bytes();
@@ -817,9 +809,6 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             self.lease.round_confirmed(self.raw.raft.id, &bytes, term);
         }
         let ctx = u64::from_be_bytes(bytes);
-        if self.renewing == Some(ctx) {
-            self.renewing = None;
-        }
         if let Some((_, waiters)) = self.inflight_reads.remove(&ctx) {
             self.reads_known(index, waiters);
         }
@@ -906,7 +895,6 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
             // Not a change keel proposes (joint consensus): Raft's alone.
             tracing::warn!(index, ?cc, "applying a conf change keel did not propose");
             self.lease.revoke();
-            self.renewing = None;
             let cs = self.raw.apply_conf_change(&cc)?;
             self.raw.store().set_conf_state(&cs)?;
             self.conf_unsynced = true;
@@ -917,7 +905,6 @@ impl<SM: StateMachine, T: Outbox> Driver<SM, T> {
         if accepted {
             // The lease was counted in the old configuration's quorum.
             self.lease.revoke();
-            self.renewing = None;
             let cs = self.raw.apply_conf_change(&cc)?;
             self.raw.store().set_conf_state(&cs)?;
             self.conf_unsynced = true;

@@ -85,6 +85,9 @@ pub struct ReadLease {
     held: Option<(u64, Instant)>,
     /// Rounds in flight, by the member that asked and the request's context.
     rounds: HashMap<(u64, Vec<u8>), Round>,
+    /// The last renewal round's key ([`ReadLease::renewal_started`]); it is
+    /// in flight while it is in `rounds` and began during the current lease.
+    renewal: Option<(u64, Vec<u8>)>,
 }
 
 impl ReadLease {
@@ -94,15 +97,12 @@ impl ReadLease {
             rules,
             held: None,
             rounds: HashMap::new(),
+            renewal: None,
         }
     }
 
     pub fn enabled(&self) -> bool {
         self.rules.is_some()
-    }
-
-    pub fn rules(&self) -> Option<LeaseRules> {
-        self.rules
     }
 
     /// Whether the lease lets the leader answer a read alone at `now` in
@@ -129,6 +129,13 @@ impl ReadLease {
             .insert((from, ctx.to_vec()), Round { term, started: at });
     }
 
+    /// Like [`ReadLease::round_started`], for a round the leader starts to
+    /// renew its lease ([`ReadLease::needs_renewal`]).
+    pub fn renewal_started(&mut self, from: u64, ctx: &[u8], term: u64, at: Instant) {
+        self.round_started(from, ctx, term, at);
+        self.renewal = Some((from, ctx.to_vec()));
+    }
+
     /// Raft answered the ReadIndex of `from` with context `ctx` in `term`: a
     /// quorum confirmed the leadership after the round started. Extends the
     /// lease from the round's start; a round from another term, or one
@@ -151,15 +158,25 @@ impl ReadLease {
         true
     }
 
-    /// Whether the lease, holding in `term`, is in its second half at `now`:
-    /// time to start a round that renews it before reads have to wait.
+    /// Whether the lease, holding in `term`, is in its second half at `now`
+    /// with no renewal in flight: time to start a round that renews it
+    /// before reads have to wait. A renewal that began before the current
+    /// lease (lost, and the lease renewed by other rounds since) is not in
+    /// flight any more.
     pub fn needs_renewal(&self, term: u64, now: Instant) -> bool {
-        match (self.rules, self.held) {
-            (Some(r), Some((t, until))) if t == term => {
-                until.saturating_duration_since(now) < r.lease / 2
-            }
-            _ => false,
+        let (Some(rules), Some((t, until))) = (self.rules, self.held) else {
+            return false;
+        };
+        if t != term || until.saturating_duration_since(now) >= rules.lease / 2 {
+            return false;
         }
+        let current_from = until.checked_sub(rules.lease);
+        let in_flight = self
+            .renewal
+            .as_ref()
+            .and_then(|key| self.rounds.get(key))
+            .is_some_and(|r| current_from.is_none_or(|from| r.started >= from));
+        !in_flight
     }
 
     /// Whether any round is in flight (the driver looks for answers only then).
@@ -215,6 +232,35 @@ mod tests {
         assert!(!l.needs_renewal(5, t0 + Duration::from_millis(400)));
         assert!(l.needs_renewal(5, t0 + Duration::from_millis(401)));
         assert!(!l.needs_renewal(6, t0 + Duration::from_millis(401)));
+    }
+
+    #[test]
+    fn one_renewal_at_a_time_and_a_lost_one_blocks_nothing() {
+        let mut l = lease();
+        let t0 = Instant::now();
+        l.round_started(1, b"a", 5, t0);
+        assert!(l.round_confirmed(1, b"a", 5));
+        let t1 = t0 + Duration::from_millis(500);
+        assert!(l.needs_renewal(5, t1));
+        l.renewal_started(1, b"r1", 5, t1);
+        assert!(!l.needs_renewal(5, t1), "one in flight");
+        // It is never answered; the lease lapses, and a read's round
+        // renews it later.
+        let t2 = t0 + Duration::from_millis(900);
+        l.round_started(2, b"b", 5, t2);
+        assert!(l.round_confirmed(2, b"b", 5));
+        assert!(!l.needs_renewal(5, t2 + Duration::from_millis(100)));
+        assert!(
+            l.needs_renewal(5, t2 + Duration::from_millis(500)),
+            "the lost renewal began before this lease"
+        );
+        // An answered renewal extends the lease and is in flight no more.
+        let t3 = t2 + Duration::from_millis(500);
+        l.renewal_started(1, b"r2", 5, t3);
+        assert!(!l.needs_renewal(5, t3));
+        assert!(l.round_confirmed(1, b"r2", 5));
+        assert!(!l.needs_renewal(5, t3 + Duration::from_millis(399)));
+        assert!(l.needs_renewal(5, t3 + Duration::from_millis(401)));
     }
 
     #[test]

@@ -31,6 +31,24 @@ use crate::maintenance::compactor::AutoCompaction;
 /// sled's cache when `--backend-cache-bytes` is not given.
 pub const DEFAULT_BACKEND_CACHE_BYTES: u64 = 96 * 1024 * 1024;
 
+/// The MVCC backend kinds (`--backend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// Append-only files with an in-memory index ([`crate::mvcc::LogBackend`]).
+    Log,
+    /// A sled tree ([`crate::mvcc::SledBackend`]).
+    Sled,
+}
+
+impl BackendKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendKind::Log => "log",
+            BackendKind::Sled => "sled",
+        }
+    }
+}
+
 /// A member id (raft node id). Never 0.
 pub type MemberId = u64;
 /// A cluster id.
@@ -140,6 +158,10 @@ pub struct StoreFlags {
     /// keel only: bytes of sled's page cache (the MVCC data kept in memory; the rest is read from disk).
     #[arg(long, env = "KEEL_BACKEND_CACHE_BYTES", default_value_t = DEFAULT_BACKEND_CACHE_BYTES)]
     pub backend_cache_bytes: u64,
+    /// keel only: where a new member keeps the MVCC data: `log` (append-only files with an
+    /// in-memory index) or `sled` (a B-tree). A data dir keeps the kind it was created with.
+    #[arg(long, env = "KEEL_BACKEND", value_enum, default_value_t = BackendKind::Log)]
+    pub backend: BackendKind,
     /// Interpret 'auto-compaction-retention' one of: periodic|revision. 'periodic' for duration based retention, defaulting to hours if no time unit is provided (e.g. '5m'). 'revision' for revision number based retention.
     #[arg(long, env = "KEEL_AUTO_COMPACTION_MODE", default_value = "periodic")]
     pub auto_compaction_mode: String,
@@ -246,6 +268,8 @@ pub struct Config {
     pub quota_backend_bytes: i64,
     /// `--backend-cache-bytes`: sled's cache capacity.
     pub backend_cache_bytes: u64,
+    /// `--backend`: the MVCC backend of a new data dir.
+    pub backend: BackendKind,
     /// Automatic compaction, if on.
     pub auto_compaction: Option<AutoCompaction>,
     /// How often the leader compares hashes with the other members, if at all.
@@ -409,6 +433,7 @@ impl StoreFlags {
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             quota_backend_bytes: self.quota_backend_bytes,
             backend_cache_bytes: self.backend_cache_bytes,
+            backend: self.backend,
             auto_compaction,
             corrupt_check_interval,
             revision_compaction_interval: self.unsafe_revision_compaction_interval,

@@ -117,10 +117,9 @@ impl Server {
         let security = crate::tls::Security::load(&cfg.tls, &cfg.data_dir)?;
         let storage = RaftStorage::open(&dir.join("wal"), Some(&db))?;
         let meta = db.open_tree("meta")?;
-        let store = Arc::new(Store::open(Arc::new(SledBackend::with_db(
-            db.clone(),
-            db.open_tree("mvcc")?,
-        )))?);
+        let backend = open_backend(&db, &meta, &dir, cfg.backend)?;
+        let store = Arc::new(Store::open(backend.clone())?);
+        storage.set_state_flush(move || backend.flush());
         let remotes = check_identity(&mut cfg, &meta, &storage, &store, &security.dialer)?;
         let snaps = SnapDir::open(dir.join("snap"))?;
         snapshot::recover(&snaps, &storage, |image| {
@@ -618,6 +617,49 @@ const META_REMOTES: &[u8] = b"remotes";
 /// a running one), or checks that an existing one is this member's. Sets the
 /// ids in `cfg` to the data dir's; returns the peers known from outside the
 /// replicated member list (a joined member's view of the cluster).
+/// The meta key naming the data dir's MVCC backend.
+const META_BACKEND: &[u8] = b"backend";
+
+/// Opens the data dir's MVCC backend: the kind it was created with (its
+/// meta record; without one, a `mvcc` directory means the log, a non-empty
+/// sled tree means sled), or `wanted` for a new data dir, recorded.
+fn open_backend(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    dir: &std::path::Path,
+    wanted: crate::config::BackendKind,
+) -> Result<Arc<dyn crate::mvcc::Backend>> {
+    use crate::config::BackendKind;
+    let log_dir = dir.join("mvcc");
+    let tree = db.open_tree("mvcc")?;
+    let kind = match meta.get(META_BACKEND)?.as_deref() {
+        Some(b"log") => BackendKind::Log,
+        Some(b"sled") => BackendKind::Sled,
+        Some(other) => {
+            return Err(Error::Corrupt(format!(
+                "unknown MVCC backend {:?} recorded in the data dir",
+                String::from_utf8_lossy(other)
+            )))
+        }
+        None if log_dir.exists() => BackendKind::Log,
+        None if !tree.is_empty() => BackendKind::Sled,
+        None => wanted,
+    };
+    if kind != wanted {
+        tracing::warn!(
+            data_dir_backend = kind.name(),
+            flag = wanted.name(),
+            "--backend applies to new data dirs only; using the data dir's"
+        );
+    }
+    meta.insert(META_BACKEND, kind.name())?;
+    tracing::info!(backend = kind.name(), "mvcc backend");
+    Ok(match kind {
+        BackendKind::Sled => Arc::new(SledBackend::with_db(db.clone(), tree)),
+        BackendKind::Log => Arc::new(crate::mvcc::LogBackend::open(&log_dir)?),
+    })
+}
+
 fn check_identity(
     cfg: &mut Config,
     meta: &sled::Tree,

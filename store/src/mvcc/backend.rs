@@ -69,6 +69,13 @@ pub trait Backend: Send + Sync + 'static {
     fn pending_writes(&self) -> usize {
         0
     }
+
+    /// Makes every write made so far durable, for a backend that keeps its
+    /// own files; a no-op by default (sled's database is flushed whole by
+    /// the Raft storage).
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One operation of a [`Batch`].
@@ -116,7 +123,7 @@ impl Batch {
 /// Range bounds over byte keys.
 type ByteBounds<'a> = (Bound<&'a [u8]>, Bound<&'a [u8]>);
 
-fn bounds<'a>(start: &'a [u8], end: &'a [u8]) -> Option<ByteBounds<'a>> {
+pub(super) fn bounds<'a>(start: &'a [u8], end: &'a [u8]) -> Option<ByteBounds<'a>> {
     if !end.is_empty() && end <= start {
         return None; // BTreeMap::range panics on an inverted range
     }
@@ -412,10 +419,10 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn exercise(b: &dyn Backend) {
+    pub(in crate::mvcc) fn exercise(b: &dyn Backend) {
         let mut batch = Batch::new();
         batch.put(b"b".to_vec(), b"2".to_vec());
         batch.put(b"a".to_vec(), b"1".to_vec());

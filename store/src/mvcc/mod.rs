@@ -28,6 +28,7 @@
 //! etcd's background batching of compaction (one batch here).
 
 mod backend;
+mod logstore;
 mod encoding;
 mod hash;
 mod image;
@@ -40,6 +41,7 @@ mod txn;
 mod tests;
 
 pub use backend::{Backend, Batch, BatchOp, MemoryBackend, ScanIter, SledBackend};
+pub use logstore::LogBackend;
 pub use hash::{Crc32c, KvHash};
 pub use image::{verify_image, ImageSummary};
 pub use key_index::KeyRange;

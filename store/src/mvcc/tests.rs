@@ -1,13 +1,15 @@
 //! Scenario tests of the MVCC store, run against both backends.
 //!
 //! Each scenario is a function of a [`Harness`], which opens (and reopens) a
-//! store over a [`MemoryBackend`] or over a sled tree in a temp dir; the
-//! `both!` macro makes one `#[test]` per scenario and backend. The expected
+//! store over a [`MemoryBackend`], over a sled tree or over a [`LogBackend`]
+//! in a temp dir; the `both!` macro makes one `#[test]` per scenario and
+//! backend. The expected
 //! numbers follow etcd 3.4 (fresh store at revision 1, first write at 2).
 
 use std::sync::Arc;
 
 use super::backend::{Backend, MemoryBackend, SledBackend};
+use super::logstore::LogBackend;
 use super::encoding::REVISIONS_END;
 use super::{Event, EventKind, KeyValue, RangeOptions, Store};
 use crate::Error;
@@ -17,6 +19,9 @@ struct Harness {
     memory: Option<Arc<MemoryBackend>>,
     dir: tempfile::TempDir,
     db: Option<sled::Db>,
+    /// Whether the backend is a [`LogBackend`] (kept in `log` while open).
+    on_log: bool,
+    log: Option<LogBackend>,
 }
 
 impl Harness {
@@ -25,6 +30,18 @@ impl Harness {
             memory: Some(Arc::default()),
             dir: tempfile::tempdir().unwrap(),
             db: None,
+            on_log: false,
+            log: None,
+        }
+    }
+
+    fn log() -> Harness {
+        Harness {
+            memory: None,
+            dir: tempfile::tempdir().unwrap(),
+            db: None,
+            on_log: true,
+            log: None,
         }
     }
 
@@ -33,12 +50,21 @@ impl Harness {
             memory: None,
             dir: tempfile::tempdir().unwrap(),
             db: None,
+            on_log: false,
+            log: None,
         }
     }
 
     fn backend(&mut self) -> Arc<dyn Backend> {
         if let Some(m) = &self.memory {
             return m.clone();
+        }
+        if self.on_log {
+            let dir = self.dir.path().join("log");
+            let log = self
+                .log
+                .get_or_insert_with(|| LogBackend::open(&dir).unwrap());
+            return Arc::new(log.clone());
         }
         let db = match &self.db {
             Some(db) => db.clone(),
@@ -62,6 +88,9 @@ impl Harness {
         if let Some(db) = self.db.take() {
             db.flush().unwrap();
         }
+        if let Some(log) = self.log.take() {
+            log.flush().unwrap();
+        }
         self.open()
     }
 
@@ -78,6 +107,9 @@ macro_rules! both {
         }
         mod on_sled {
             $( #[test] fn $name() { super::$name(&mut super::Harness::sled()) } )*
+        }
+        mod on_log {
+            $( #[test] fn $name() { super::$name(&mut super::Harness::log()) } )*
         }
     };
 }

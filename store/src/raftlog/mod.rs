@@ -83,6 +83,7 @@ pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 pub type SnapshotProvider = Box<dyn Fn(u64) -> raft::Result<Snapshot> + Send + Sync>;
 
 type SharedProvider = Arc<dyn Fn(u64) -> raft::Result<Snapshot> + Send + Sync>;
+type StateFlush = Arc<dyn Fn() -> Result<()> + Send + Sync>;
 
 /// The Raft log storage of a node: a cheap handle (clones share one store).
 #[derive(Clone)]
@@ -98,6 +99,9 @@ struct Inner {
     /// entries is recorded ([`RaftStorage::checkpoint`]), and by the
     /// checkpointer.
     state_db: Option<sled::Db>,
+    /// Flushes the state machine's data kept outside `state_db` (its MVCC
+    /// backend's files), before `state_db` at each flush.
+    state_flush: RwLock<Option<StateFlush>>,
     /// The applied index the last flush of `state_db` covered.
     durable_applied: AtomicU64,
 }
@@ -228,6 +232,20 @@ impl Cache {
     }
 }
 
+impl Inner {
+    fn flush_state(&self) -> Result<()> {
+        let flush = self
+            .state_flush
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match flush {
+            Some(f) => f(),
+            None => Ok(()),
+        }
+    }
+}
+
 impl RaftStorage {
     /// Opens the log kept in the WAL directory `dir` (created if missing).
     /// `state_db` is the state machine's database: flushed before a change
@@ -253,6 +271,7 @@ impl RaftStorage {
                 provider: RwLock::new(None),
                 wal: Mutex::new(wal),
                 state_db: state_db.cloned(),
+                state_flush: RwLock::new(None),
                 durable_applied: AtomicU64::new(0),
             }),
         };
@@ -333,7 +352,7 @@ impl RaftStorage {
                     continue;
                 }
                 let started = Instant::now();
-                match db.flush() {
+                match inner.flush_state().and_then(|()| Ok(db.flush()?)) {
                     Ok(bytes) => {
                         inner.durable_applied.fetch_max(covered, Ordering::Relaxed);
                         tracing::debug!(bytes, applied = covered, took = ?started.elapsed(), "state machine flushed");
@@ -346,6 +365,16 @@ impl RaftStorage {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "no checkpoint thread: the Raft log is never truncated");
         }
+    }
+
+    /// Sets what flushes the state machine's data kept outside its sled
+    /// database; it runs before each flush of that database (checkpoints).
+    pub fn set_state_flush(&self, flush: impl Fn() -> Result<()> + Send + Sync + 'static) {
+        *self
+            .inner
+            .state_flush
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(flush));
     }
 
     /// The applied index whose effects are durable in the state machine's
@@ -562,6 +591,7 @@ impl RaftStorage {
     /// the WAL. For the moments that need both (bootstrap, a snapshot
     /// installed, shutdown); per `Ready`, [`RaftStorage::flush`].
     pub fn checkpoint(&self) -> Result<()> {
+        self.inner.flush_state()?;
         if let Some(db) = &self.inner.state_db {
             db.flush()?;
         }

@@ -74,6 +74,8 @@ pub const GC_MIN_BYTES: u64 = 64 * 1024 * 1024;
 const GC_STEP: usize = 1024;
 /// Entries a scan copies out of the index at a time.
 const SCAN_STEP: usize = 512;
+/// The most a scan reads in one `pread` for a run of values.
+const SPAN_MAX: u64 = 1024 * 1024;
 /// Bytes before a batch's body.
 const HEADER: usize = 8;
 const OP_PUT: u8 = 1;
@@ -161,6 +163,8 @@ struct Writer {
     handle: Arc<Handle>,
     /// Batches not yet written to the file; they start at `handle.written`.
     buf: Vec<u8>,
+    /// Operations in `buf`.
+    buffered: usize,
     /// Whether a group holds the buffer until it ends.
     group: bool,
     /// Files written since the last flush.
@@ -361,19 +365,30 @@ impl LogBackend {
                 }
             }
         }
-        // Appends go to a new file: the last one may end in a cut.
-        let id = ids.last().map_or(1, |last| last + 1);
-        let path = dir.join(file_name(id));
-        let handle = open_handle(&path, true)?;
-        state.files.insert(
-            id,
-            FileInfo {
-                handle: handle.clone(),
-                bytes: 0,
-                live: 0,
-            },
-        );
-        sync_dir(dir)?;
+        // Appends go to a new file (the last one may end in a cut), or to
+        // the last one if it is empty.
+        let reuse = state
+            .files
+            .last_key_value()
+            .filter(|(_, f)| f.bytes == 0)
+            .map(|(id, f)| (*id, f.handle.clone()));
+        let (id, handle) = match reuse {
+            Some(last) => last,
+            None => {
+                let id = ids.last().map_or(1, |last| last + 1);
+                let handle = open_handle(&dir.join(file_name(id)), true)?;
+                state.files.insert(
+                    id,
+                    FileInfo {
+                        handle: handle.clone(),
+                        bytes: 0,
+                        live: 0,
+                    },
+                );
+                sync_dir(dir)?;
+                (id, handle)
+            }
+        };
         tracing::info!(
             files = state.files.len(),
             keys = state.index.len(),
@@ -391,6 +406,7 @@ impl LogBackend {
                 id,
                 handle,
                 buf: Vec::new(),
+                buffered: 0,
                 group: false,
                 dirty: BTreeSet::new(),
                 dir_dirty: false,
@@ -499,6 +515,7 @@ impl Shared {
         w.buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
         w.buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
         let bytes = (w.buf.len() - start) as u64;
+        w.buffered += ops.len();
         let mut st = self.write_state();
         if let Some(f) = st.files.get_mut(&w.id) {
             f.bytes += bytes;
@@ -524,6 +541,7 @@ impl Shared {
                 .written
                 .fetch_add(w.buf.len() as u64, Ordering::Release);
             w.buf.clear();
+            w.buffered = 0;
             w.dirty.insert(w.id);
         }
         if w.handle.written.load(Ordering::Relaxed) >= self.file_bytes {
@@ -774,7 +792,7 @@ impl Backend for LogBackend {
     fn pending_writes(&self) -> usize {
         let w = self.shared.lock_writer();
         if w.group {
-            w.buf.len()
+            w.buffered
         } else {
             0
         }
@@ -821,16 +839,61 @@ impl Scan<'_> {
         if let Some((last, _, _)) = step.last() {
             self.from = Bound::Excluded(last.clone());
         }
-        let items: Vec<_> = step
-            .into_iter()
-            .map(|(k, loc, handle)| match handle {
-                Some(h) => self
-                    .shared
-                    .read_value(loc, &h)
-                    .map(|v| (k.into_vec(), v)),
-                None => Err(Error::Corrupt(format!("mvcc log: no file {}", loc.file))),
-            })
-            .collect();
+        let mut items = Vec::with_capacity(step.len());
+        let mut rest = step.as_slice();
+        while !rest.is_empty() {
+            // A run of values in one file, read with one `pread` when they
+            // lie close together (a scan in revision order reads a file
+            // front to back: the store's load at start, images, history).
+            let (_, first, handle) = &rest[0];
+            let run = rest
+                .iter()
+                .take_while(|(_, loc, _)| loc.file == first.file && loc.off >= first.off)
+                .count();
+            let (now, later) = rest.split_at(run);
+            rest = later;
+            let Some(handle) = handle else {
+                items.push(Err(Error::Corrupt(format!(
+                    "mvcc log: no file {}",
+                    first.file
+                ))));
+                continue;
+            };
+            let end = now
+                .iter()
+                .map(|(_, l, _)| l.off + u64::from(l.len))
+                .max()
+                .unwrap_or(first.off);
+            let wanted: u64 = now.iter().map(|(_, l, _)| u64::from(l.len)).sum();
+            let span = end - first.off;
+            let dense = run > 1
+                && span <= SPAN_MAX
+                && span <= 2 * wanted + 64 * run as u64
+                && end <= handle.written.load(Ordering::Acquire);
+            if dense {
+                let mut buf = vec![0u8; span as usize];
+                match handle.file.read_exact_at(&mut buf, first.off) {
+                    Ok(()) => {
+                        for (k, l, _) in now {
+                            let at = (l.off - first.off) as usize;
+                            items.push(Ok((k.to_vec(), buf[at..at + l.len as usize].to_vec())));
+                        }
+                    }
+                    Err(e) => items.push(Err(io(
+                        &self.shared.dir.join(file_name(first.file)),
+                        e,
+                    ))),
+                }
+                continue;
+            }
+            for (k, loc, _) in now {
+                items.push(
+                    self.shared
+                        .read_value(*loc, handle)
+                        .map(|v| (k.to_vec(), v)),
+                );
+            }
+        }
         self.ready = items.into_iter();
     }
 }
@@ -965,7 +1028,7 @@ mod tests {
         f.write_all_at(b"\xff", HEADER as u64 + 2).unwrap();
         let b = LogBackend::open(dir.path()).unwrap();
         assert_eq!(all(&b), vec![]);
-        assert_eq!(b.files(), 2, "the cut file and a new one");
+        assert_eq!(b.files(), 1, "the cut file, empty, is written again");
     }
 
     #[test]

@@ -630,21 +630,7 @@ fn open_backend(
     wanted: crate::config::BackendKind,
 ) -> Result<Arc<dyn crate::mvcc::Backend>> {
     use crate::config::BackendKind;
-    let log_dir = dir.join("mvcc");
-    let tree = db.open_tree("mvcc")?;
-    let kind = match meta.get(META_BACKEND)?.as_deref() {
-        Some(b"log") => BackendKind::Log,
-        Some(b"sled") => BackendKind::Sled,
-        Some(other) => {
-            return Err(Error::Corrupt(format!(
-                "unknown MVCC backend {:?} recorded in the data dir",
-                String::from_utf8_lossy(other)
-            )))
-        }
-        None if log_dir.exists() => BackendKind::Log,
-        None if !tree.is_empty() => BackendKind::Sled,
-        None => wanted,
-    };
+    let kind = backend_kind(db, meta, dir)?.unwrap_or(wanted);
     if kind != wanted {
         tracing::warn!(
             data_dir_backend = kind.name(),
@@ -655,8 +641,50 @@ fn open_backend(
     meta.insert(META_BACKEND, kind.name())?;
     tracing::info!(backend = kind.name(), "mvcc backend");
     Ok(match kind {
-        BackendKind::Sled => Arc::new(SledBackend::with_db(db.clone(), tree)),
-        BackendKind::Log => Arc::new(crate::mvcc::LogBackend::open(&log_dir)?),
+        BackendKind::Sled => Arc::new(SledBackend::with_db(db.clone(), db.open_tree("mvcc")?)),
+        BackendKind::Log => Arc::new(crate::mvcc::LogBackend::open(&dir.join("mvcc"))?),
+    })
+}
+
+/// Opens the MVCC backend of a stopped member's data dir (`db` its sled
+/// database, `member_dir` its `member` directory) for reading, changing
+/// nothing (`keelctl inspect`).
+pub fn open_backend_read_only(
+    db: &sled::Db,
+    member_dir: &std::path::Path,
+) -> Result<Arc<dyn crate::mvcc::Backend>> {
+    use crate::config::BackendKind;
+    let meta = db.open_tree("meta")?;
+    Ok(match backend_kind(db, &meta, member_dir)? {
+        Some(BackendKind::Log) => Arc::new(crate::mvcc::LogBackend::open_read_only(
+            &member_dir.join("mvcc"),
+        )?),
+        _ => Arc::new(SledBackend::with_db(db.clone(), db.open_tree("mvcc")?)),
+    })
+}
+
+/// The kind of MVCC backend the data dir has: its meta record, else a
+/// `mvcc` directory means the log and a non-empty sled tree sled; `None`
+/// for a new data dir.
+fn backend_kind(
+    db: &sled::Db,
+    meta: &sled::Tree,
+    dir: &std::path::Path,
+) -> Result<Option<crate::config::BackendKind>> {
+    use crate::config::BackendKind;
+    let log_dir = dir.join("mvcc");
+    Ok(match meta.get(META_BACKEND)?.as_deref() {
+        Some(b"log") => Some(BackendKind::Log),
+        Some(b"sled") => Some(BackendKind::Sled),
+        Some(other) => {
+            return Err(Error::Corrupt(format!(
+                "unknown MVCC backend {:?} recorded in the data dir",
+                String::from_utf8_lossy(other)
+            )))
+        }
+        None if log_dir.exists() => Some(BackendKind::Log),
+        None if !db.open_tree("mvcc")?.is_empty() => Some(BackendKind::Sled),
+        None => None,
     })
 }
 

@@ -547,8 +547,15 @@ async fn revision_auto_compaction_keeps_the_last_revisions_on_every_member() {
     );
 }
 
-/// Flips a value in member `i`'s stored history (the member must be stopped).
+/// Flips a value in member `i`'s stored history (the member must be stopped),
+/// in whichever backend the data dir has: in the log backend's files the
+/// batch checksum is made right again, so that only the members' hashes
+/// can tell (as with a value changed in sled).
 fn corrupt_value(data_dir: &Path, marker: &[u8]) {
+    let log_dir = data_dir.join("member").join("mvcc");
+    if log_dir.exists() {
+        return corrupt_logged_value(&log_dir, marker);
+    }
     let db = sled::open(data_dir.join("member").join("db")).unwrap();
     let tree = db.open_tree("mvcc").unwrap();
     let mut hit = 0;
@@ -564,6 +571,55 @@ fn corrupt_value(data_dir: &Path, marker: &[u8]) {
     }
     assert_eq!(hit, 1, "one record carries the marker");
     db.flush().unwrap();
+}
+
+/// [`corrupt_value`] for the log backend: batches are `len | crc32(body) |
+/// body`, a body's puts `1 | key_len | key | value_len | value`, deletes
+/// `2 | key_len | key` (all lengths u32 LE).
+fn corrupt_logged_value(dir: &Path, marker: &[u8]) {
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    let mut hit = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "klog") {
+            continue;
+        }
+        let mut data = std::fs::read(&path).unwrap();
+        let mut at = 0;
+        while data.len() - at >= 8 {
+            let len = u32_at(&data, at);
+            if len == 0 || data.len() - at - 8 < len {
+                break;
+            }
+            let body = at + 8..at + 8 + len;
+            let mut changed = false;
+            let mut op = body.start;
+            while op < body.end {
+                let klen = u32_at(&data, op + 1);
+                let key = op + 5;
+                if data[op] != 1 {
+                    op = key + klen;
+                    continue;
+                }
+                let vlen = u32_at(&data, key + klen);
+                let value = key + klen + 4..key + klen + 4 + vlen;
+                if data[key] < 0x80 && data[value.clone()].ends_with(marker) {
+                    data[value.end - 1] ^= 0x20;
+                    changed = true;
+                    hit += 1;
+                }
+                op = value.end;
+            }
+            if changed {
+                let crc = crc32fast::hash(&data[body.clone()]);
+                data[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+            }
+            at = body.end;
+        }
+        std::fs::write(&path, &data).unwrap();
+    }
+    assert_eq!(hit, 1, "one record carries the marker");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

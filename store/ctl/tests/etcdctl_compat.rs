@@ -43,6 +43,8 @@ fn script() -> Vec<Step> {
         Run(&["put", "foo", "bar3", "--prev-kv", "-w", "json"], ""),
         Run(&["put", "foo", "bar4", "--prev-kv", "-w", "fields"], ""),
         Run(&["put", "foo", "b%dr5", "--prev-kv", "-w", "protobuf"], ""),
+        // The value's `%` printed as it is (etcdctl 3.4.23 uses fmt.Print).
+        Run(&["get", "foo", "-w", "protobuf"], ""),
         Run(&["put", "foo", "bar", "-w", "table"], ""),
         Run(&["put", "a"], ""),
         Run(&["put", "a"], "from stdin"),

@@ -33,11 +33,13 @@
 //! one. A group ([`Backend::begin_group`]) only holds writes in the buffer
 //! until it ends; each batch is framed and checksummed on its own.
 //!
-//! Opening replays the files in order. The first batch that is torn or fails
-//! its checksum ends the data: what follows it was never covered by a flush
-//! (a flush syncs every file written before it returns), so that file is
-//! cut there and every later file removed. Replaying past such a gap would
-//! keep later writes and lose earlier ones.
+//! Each flush then records (in the file `synced`, replaced atomically) the
+//! file and offset it synced up to. Opening replays the files in order. A
+//! batch that is torn or fails its checksum before that point is corruption:
+//! the open fails. After it, the first such batch ends the data: what
+//! follows was never covered by a flush, so that file is cut there and every
+//! later file removed (replaying past the gap would keep later writes and
+//! lose earlier ones).
 //!
 //! # Reclaiming space
 //!
@@ -81,6 +83,8 @@ const HEADER: usize = 8;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
 const SUFFIX: &str = "klog";
+/// The file recording how far the last flush synced: `<file id> <offset>`.
+const SYNCED: &str = "synced";
 
 /// Where a value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +180,8 @@ struct Writer {
 #[derive(Debug)]
 struct Shared {
     dir: PathBuf,
+    /// Opened for an offline inspection: every write fails.
+    read_only: bool,
     file_bytes: u64,
     gc_min_bytes: u64,
     state: RwLock<State>,
@@ -209,6 +215,36 @@ fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io(dir, e))
+}
+
+/// Reads the [`SYNCED`] record; `(0, 0)` without one.
+fn read_synced(dir: &Path) -> Result<(u32, u64)> {
+    let path = dir.join(SYNCED);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(io(&path, e)),
+    };
+    let mut words = text.split_whitespace();
+    let parsed = (|| {
+        let id = u32::from_str_radix(words.next()?, 16).ok()?;
+        let off = words.next()?.parse::<u64>().ok()?;
+        Some((id, off))
+    })();
+    parsed
+        .ok_or_else(|| Error::Corrupt(format!("mvcc log: {}: not a synced record", path.display())))
+}
+
+/// Records durably that everything before `off` of file `id` is synced.
+fn write_synced(dir: &Path, id: u32, off: u64) -> Result<()> {
+    let tmp = dir.join(format!("{SYNCED}.tmp"));
+    let path = dir.join(SYNCED);
+    let mut f = File::create(&tmp).map_err(|e| io(&tmp, e))?;
+    f.write_all(format!("{id:016x} {off}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
+    sync_dir(dir)
 }
 
 fn open_handle(path: &Path, create: bool) -> Result<Arc<Handle>> {
@@ -308,6 +344,23 @@ impl LogBackend {
         collector: bool,
     ) -> Result<LogBackend> {
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+        LogBackend::open_inner(dir, file_bytes, gc_min_bytes, collector, false)
+    }
+
+    /// Opens the backend in `dir` for reading only (an offline inspection):
+    /// nothing in the directory changes; a torn batch ends the data read,
+    /// as on a normal open, but is not cut off; every write fails.
+    pub fn open_read_only(dir: &Path) -> Result<LogBackend> {
+        LogBackend::open_inner(dir, FILE_BYTES, GC_MIN_BYTES, false, true)
+    }
+
+    fn open_inner(
+        dir: &Path,
+        file_bytes: u64,
+        gc_min_bytes: u64,
+        collector: bool,
+        read_only: bool,
+    ) -> Result<LogBackend> {
         let mut ids = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
             let name = entry.map_err(|e| io(dir, e))?.file_name();
@@ -319,11 +372,18 @@ impl LogBackend {
             }
         }
         ids.sort_unstable();
+        // Data before this point was synced by a completed flush: a bad
+        // batch there is corruption, not a write the crash cut short.
+        let synced = read_synced(dir)?;
         let mut state = State::default();
         let mut cut = false;
         for &id in &ids {
             let path = dir.join(file_name(id));
             if cut {
+                if read_only {
+                    tracing::warn!(file = %path.display(), "mvcc log: ignoring a file written after a torn batch");
+                    continue;
+                }
                 tracing::warn!(file = %path.display(), "mvcc log: removing a file written after a torn batch");
                 std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
                 continue;
@@ -333,6 +393,14 @@ impl LogBackend {
                 .and_then(|f| BufReader::new(f).read_to_end(&mut data))
                 .map_err(|e| io(&path, e))?;
             let (ops, good) = parse_file(id, &data);
+            if good < data.len() as u64 && (id, good) < synced {
+                return Err(Error::Corrupt(format!(
+                    "mvcc log: {}: bad batch at offset {good}, before what the last flush synced ({:016x} at {})",
+                    path.display(),
+                    synced.0,
+                    synced.1
+                )));
+            }
             if good < data.len() as u64 {
                 tracing::warn!(
                     file = %path.display(),
@@ -340,16 +408,26 @@ impl LogBackend {
                     dropped = data.len() as u64 - good,
                     "mvcc log: cutting a torn batch (never flushed) and what follows"
                 );
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(|e| io(&path, e))?;
-                f.set_len(good)
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| io(&path, e))?;
+                if !read_only {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| io(&path, e))?;
+                    f.set_len(good)
+                        .and_then(|()| f.sync_all())
+                        .map_err(|e| io(&path, e))?;
+                }
                 cut = true;
             }
-            let handle = open_handle(&path, false)?;
+            let handle = if read_only {
+                let file = File::open(&path).map_err(|e| io(&path, e))?;
+                Arc::new(Handle {
+                    file,
+                    written: AtomicU64::new(good),
+                })
+            } else {
+                open_handle(&path, false)?
+            };
             state.files.insert(
                 id,
                 FileInfo {
@@ -374,6 +452,21 @@ impl LogBackend {
             .map(|(id, f)| (*id, f.handle.clone()));
         let (id, handle) = match reuse {
             Some(last) => last,
+            None if read_only => {
+                // Never written to: a handle on the directory stands in.
+                let file = File::open(dir).map_err(|e| io(dir, e))?;
+                let last = state
+                    .files
+                    .last_key_value()
+                    .map(|(id, f)| (*id, f.handle.clone()));
+                last.unwrap_or((
+                    0,
+                    Arc::new(Handle {
+                        file,
+                        written: AtomicU64::new(0),
+                    }),
+                ))
+            }
             None => {
                 let id = ids.last().map_or(1, |last| last + 1);
                 let handle = open_handle(&dir.join(file_name(id)), true)?;
@@ -401,6 +494,7 @@ impl LogBackend {
             dir: dir.to_path_buf(),
             file_bytes,
             gc_min_bytes,
+            read_only,
             state: RwLock::new(state),
             writer: Mutex::new(Writer {
                 id,
@@ -563,11 +657,19 @@ impl Shared {
     }
 
     fn flush(&self) -> Result<()> {
+        if self.read_only {
+            return Ok(());
+        }
         let _one = self.flushing.lock().unwrap_or_else(|e| e.into_inner());
-        let (dirty, dir_dirty) = {
+        let (dirty, dir_dirty, end) = {
             let mut w = self.lock_writer();
             self.write_out(&mut w)?;
-            (std::mem::take(&mut w.dirty), std::mem::take(&mut w.dir_dirty))
+            let end = (w.id, w.handle.written.load(Ordering::Relaxed));
+            (
+                std::mem::take(&mut w.dirty),
+                std::mem::take(&mut w.dir_dirty),
+                end,
+            )
         };
         let handles: Vec<(u32, Arc<Handle>)> = {
             let st = self.read();
@@ -584,6 +686,9 @@ impl Shared {
             }
             if dir_dirty {
                 sync_dir(&self.dir)?;
+            }
+            if !dirty.is_empty() {
+                write_synced(&self.dir, end.0, end.1)?;
             }
             Ok(())
         })();
@@ -759,6 +864,11 @@ impl Backend for LogBackend {
     }
 
     fn apply(&self, batch: Batch) -> Result<()> {
+        if self.shared.read_only {
+            return Err(Error::Corrupt(
+                "mvcc log: opened read-only, written to".into(),
+            ));
+        }
         let mut w = self.shared.lock_writer();
         self.shared.append(&mut w, batch.ops());
         if !w.group {
@@ -803,6 +913,9 @@ impl Backend for LogBackend {
     }
 }
 
+/// A key, where its value is, and that file's handle (if it is open).
+type Located = (Box<[u8]>, Loc, Option<Arc<Handle>>);
+
 /// A range scan, copying locations out of the index a step at a time.
 struct Scan<'a> {
     shared: &'a Shared,
@@ -819,7 +932,7 @@ impl Scan<'_> {
         } else {
             Bound::Excluded(self.end.clone())
         };
-        let step: Vec<(Box<[u8]>, Loc, Option<Arc<Handle>>)> = {
+        let step: Vec<Located> = {
             let st = self.shared.read();
             st.index
                 .range::<Box<[u8]>, _>((self.from.clone(), upper))
@@ -879,10 +992,7 @@ impl Scan<'_> {
                             items.push(Ok((k.to_vec(), buf[at..at + l.len as usize].to_vec())));
                         }
                     }
-                    Err(e) => items.push(Err(io(
-                        &self.shared.dir.join(file_name(first.file)),
-                        e,
-                    ))),
+                    Err(e) => items.push(Err(io(&self.shared.dir.join(file_name(first.file)), e))),
                 }
                 continue;
             }
@@ -934,10 +1044,7 @@ mod tests {
         b.scan(b"", b"")
             .map(|r| {
                 let (k, v) = r.unwrap();
-                (
-                    String::from_utf8(k).unwrap(),
-                    String::from_utf8(v).unwrap(),
-                )
+                (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap())
             })
             .collect()
     }
@@ -1002,33 +1109,68 @@ mod tests {
     }
 
     #[test]
-    fn a_torn_batch_ends_the_data() {
+    fn a_torn_batch_after_the_last_flush_ends_the_data() {
         let dir = tempfile::tempdir().unwrap();
         {
             let b = LogBackend::open(dir.path()).unwrap();
             put(&b, "a", "1");
-            put(&b, "b", "2");
             b.flush().unwrap();
+            // Written to the file, never synced: a crash may tear it.
+            put(&b, "b", "2");
         }
         let first = file_paths(dir.path())[0].clone();
         let len = std::fs::metadata(&first).unwrap().len();
-        // Tear the last batch ("b") and leave a later file with a write
-        // that must not survive the gap.
-        let f = OpenOptions::new().write(true).open(&first).unwrap();
-        f.set_len(len - 3).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&first)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
         {
             let b = LogBackend::open(dir.path()).unwrap();
             assert_eq!(all(&b), vec![("a".into(), "1".into())]);
+            assert!(std::fs::metadata(&first).unwrap().len() + 3 < len, "cut");
             put(&b, "c", "3");
             b.flush().unwrap();
+            put(&b, "d", "4");
         }
-        // Now corrupt the middle of the first file: the second file's "c"
-        // comes after the gap and goes too.
-        let f = OpenOptions::new().write(true).open(&first).unwrap();
+        // Damage "c", which a flush made durable: that is corruption, not
+        // a torn write, and opening refuses.
+        let second = file_paths(dir.path())[1].clone();
+        let f = OpenOptions::new().write(true).open(&second).unwrap();
         f.write_all_at(b"\xff", HEADER as u64 + 2).unwrap();
-        let b = LogBackend::open(dir.path()).unwrap();
-        assert_eq!(all(&b), vec![]);
-        assert_eq!(b.files(), 1, "the cut file, empty, is written again");
+        match LogBackend::open(dir.path()) {
+            Err(Error::Corrupt(m)) => assert!(m.contains("bad batch"), "{m}"),
+            other => panic!("opened a corrupt log: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_gap_before_later_writes_removes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let b = LogBackend::open_with(dir.path(), 64, GC_MIN_BYTES, false).unwrap();
+            put(&b, "a", "1");
+            b.flush().unwrap();
+            // Unsynced: "b" fills the first file (64 bytes here), "c" goes
+            // to the next.
+            put(&b, "b", "x".repeat(80).as_str());
+            put(&b, "c", "3");
+        }
+        let files = file_paths(dir.path());
+        assert_eq!(files.len(), 2, "{files:?}");
+        // The kernel wrote back the second file but not the end of the
+        // first: "c" must not survive without "b".
+        let len = std::fs::metadata(&files[0]).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&files[0])
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let b = LogBackend::open_with(dir.path(), 64, GC_MIN_BYTES, false).unwrap();
+        assert_eq!(all(&b), vec![("a".into(), "1".into())]);
+        assert!(!files[1].exists());
     }
 
     #[test]

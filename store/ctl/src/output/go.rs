@@ -290,61 +290,6 @@ fn frac(v: u128, unit: u128) -> String {
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
-/// What `fmt.Printf(s)` prints when `s` holds `b` and no arguments follow:
-/// `%%` becomes `%`, every other verb `%!v(MISSING)`, a trailing `%`
-/// `%!(NOVERB)`.
-pub fn printf_no_args(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'%' {
-            out.push(b[i]);
-            i += 1;
-            continue;
-        }
-        i += 1;
-        // Flags, width, precision: consumed, except that a '*' wants an
-        // argument that is not there.
-        while i < b.len() && matches!(b[i], b'#' | b'0' | b'+' | b'-' | b' ') {
-            i += 1;
-        }
-        if i < b.len() && b[i] == b'*' {
-            out.extend_from_slice(b"%!(BADWIDTH)");
-            i += 1;
-        } else {
-            while i < b.len() && b[i].is_ascii_digit() {
-                i += 1;
-            }
-        }
-        if i < b.len() && b[i] == b'.' {
-            i += 1;
-            if i < b.len() && b[i] == b'*' {
-                out.extend_from_slice(b"%!(BADPREC)");
-                i += 1;
-            } else {
-                while i < b.len() && b[i].is_ascii_digit() {
-                    i += 1;
-                }
-            }
-        }
-        if i >= b.len() {
-            out.extend_from_slice(b"%!(NOVERB)");
-            break;
-        }
-        let (verb, n) = decode(&b[i..]).unwrap_or(('\u{fffd}', 1));
-        i += n;
-        if verb == '%' {
-            out.push(b'%');
-            continue;
-        }
-        out.extend_from_slice(b"%!");
-        let mut tmp = [0u8; 4];
-        out.extend_from_slice(verb.encode_utf8(&mut tmp).as_bytes());
-        out.extend_from_slice(b"(MISSING)");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,15 +338,5 @@ mod tests {
         assert_eq!(duration(Duration::from_secs(62)), "1m2s");
         assert_eq!(duration(Duration::from_secs(3600)), "1h0m0s");
         assert_eq!(duration(Duration::from_micros(5)), "5µs");
-    }
-
-    #[test]
-    fn printf_mangles_verbs() {
-        assert_eq!(printf_no_args(b"a%%b"), b"a%b");
-        assert_eq!(printf_no_args(b"%d"), b"%!d(MISSING)");
-        assert_eq!(printf_no_args(b"x%"), b"x%!(NOVERB)");
-        assert_eq!(printf_no_args(b"%5.2f!"), b"%!f(MISSING)!");
-        assert_eq!(printf_no_args(b"%\xff"), "%!\u{fffd}(MISSING)".as_bytes());
-        assert_eq!(printf_no_args(b"plain\n"), b"plain\n");
     }
 }

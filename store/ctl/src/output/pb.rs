@@ -1,6 +1,7 @@
-//! `-w protobuf`: the response's protobuf encoding, as etcdctl prints it,
-//! that is through `fmt.Printf(string(bytes))`, so a `%` in the bytes acts
-//! as a formatting verb ([`go::printf_no_args`]); no newline follows.
+//! `-w protobuf`: the response's protobuf encoding, as etcdctl 3.4.23 prints
+//! it (`fmt.Print(string(bytes))`): the bytes as they are, a `%` included,
+//! and no newline after them. (Some etcd builds used `fmt.Printf`, which
+//! turned a `%` into a formatting verb; Debian's 3.4.23 does not.)
 //!
 //! For the lease responses etcdctl hands clientv3's own structs to the
 //! marshaller, whose only `Marshal` method is the embedded header's: it
@@ -9,10 +10,8 @@
 use keel_proto::etcdserverpb::{ResponseHeader, WatchResponse};
 use prost::Message;
 
-use super::go;
-
 pub fn print_bytes(b: &[u8]) {
-    super::out(go::printf_no_args(b));
+    super::out(b);
 }
 
 pub fn print<M: Message>(m: &M) {

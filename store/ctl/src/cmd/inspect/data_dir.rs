@@ -8,10 +8,9 @@
 //! write-ahead log (`member/wal`) without changing it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Args;
-use keel_store::mvcc::{SledBackend, Store};
+use keel_store::mvcc::Store;
 use keel_store::raftlog::RaftStorage;
 use serde_json::json;
 
@@ -86,10 +85,8 @@ pub fn inspect(path: &Path) -> Result<Report> {
         })?;
     let err = |e: keel_store::Error| CtlError::error(e.to_string());
     let storage = RaftStorage::read_only(&member.join("wal"), Some(&db)).map_err(err)?;
-    let tree = db
-        .open_tree("mvcc")
-        .map_err(|e| CtlError::error(e.to_string()))?;
-    let store = Store::open(Arc::new(SledBackend::with_db(db.clone(), tree))).map_err(err)?;
+    let backend = keel_store::server::open_backend_read_only(&db, &member).map_err(err)?;
+    let store = Store::open(backend).map_err(err)?;
     let hs = storage.hard_state().clone();
     let cs = storage.conf_state().clone();
     let snap = storage.snapshot_metadata().clone();

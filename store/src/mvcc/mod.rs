@@ -28,11 +28,11 @@
 //! etcd's background batching of compaction (one batch here).
 
 mod backend;
-mod logstore;
 mod encoding;
 mod hash;
 mod image;
 mod key_index;
+mod logstore;
 mod revision;
 mod store;
 mod txn;
@@ -41,10 +41,10 @@ mod txn;
 mod tests;
 
 pub use backend::{Backend, Batch, BatchOp, MemoryBackend, ScanIter, SledBackend};
-pub use logstore::LogBackend;
 pub use hash::{Crc32c, KvHash};
 pub use image::{verify_image, ImageSummary};
 pub use key_index::KeyRange;
+pub use logstore::LogBackend;
 pub use revision::Revision;
 pub use store::Store;
 pub use txn::WriteTxn;

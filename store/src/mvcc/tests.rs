@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use super::backend::{Backend, MemoryBackend, SledBackend};
-use super::logstore::LogBackend;
 use super::encoding::REVISIONS_END;
+use super::logstore::LogBackend;
 use super::{Event, EventKind, KeyValue, RangeOptions, Store};
 use crate::Error;
 

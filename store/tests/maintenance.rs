@@ -389,7 +389,8 @@ async fn nospace_is_raised_for_the_cluster_and_recovered_from() {
 
     // Compact, defragment, disarm: writes work again.
     let rev = caught_up(&c, leader).await;
-    let in_use_before = status(&c, leader).await.db_size_in_use;
+    let before = status(&c, leader).await;
+    let in_use_before = before.db_size_in_use;
     k.compact(CompactionRequest {
         revision: rev,
         physical: true,
@@ -408,6 +409,13 @@ async fn nospace_is_raised_for_the_cluster_and_recovered_from() {
     assert!(
         in_use_after < in_use_before / 4,
         "in use {in_use_before} -> {in_use_after}"
+    );
+    // The log backend (the default) gives the files' space back too.
+    let size_after = status(&c, leader).await.db_size;
+    assert!(
+        size_after < before.db_size / 4,
+        "db size {} -> {size_after}",
+        before.db_size
     );
     let list = m
         .alarm(alarm_req(AlarmAction::Get, 0, AlarmType::None))

@@ -10,12 +10,14 @@
 //! - Hash / HashKV: [`crate::mvcc::Store::hash`] and
 //!   [`crate::mvcc::Store::hash_kv`]; HashKV is equal on every member at the
 //!   same revision and compact revision.
-//! - Defragment: sled has no defragmentation: it cleans and reuses its
-//!   log-structured segments itself, and its files never shrink. What a
-//!   defragmentation is for in etcd, making the space compaction freed count
-//!   as free, keel does by waiting until the background deletion of compacted
-//!   records is done (the quota counts bytes in use, see [`quota`]). It
-//!   answers as etcd does (an empty response, no header).
+//! - Defragment: waits until the background deletion of compacted records
+//!   is done (what makes the space compaction freed count as free: the quota
+//!   counts bytes in use, see [`quota`]), then has the backend give the
+//!   space back ([`crate::mvcc::Backend::defragment`]): the log backend
+//!   rewrites every file holding garbage, so `dbSize` falls to about the
+//!   bytes in use; sled has nothing to do (it cleans and reuses its segments
+//!   itself, and its files never shrink). It answers as etcd does (an empty
+//!   response, no header).
 //! - MoveLeader: only the leader accepts it ("etcdserver: not leader"); the
 //!   transferee must be a voting member of the replicated member list
 //!   ("etcdserver: bad leader transferee"); it asks Raft to transfer leadership and waits until the
@@ -142,7 +144,7 @@ impl Maintenance {
         tracing::info!(in_use = before, "starting defragment");
         blocking(self.kv.store(), |s| {
             s.wait_compacted();
-            Ok(())
+            s.backend().defragment()
         })
         .await?;
         tracing::info!(

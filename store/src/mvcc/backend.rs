@@ -76,6 +76,13 @@ pub trait Backend: Send + Sync + 'static {
     fn flush(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Gives back the space of deleted and overwritten values now (etcd's
+    /// defragmentation), for a backend that can; a no-op by default (sled
+    /// reuses its segments by itself).
+    fn defragment(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// One operation of a [`Batch`].

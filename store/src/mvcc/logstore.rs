@@ -377,6 +377,7 @@ impl LogBackend {
         let synced = read_synced(dir)?;
         let mut state = State::default();
         let mut cut = false;
+        let mut dir_changed = false;
         for &id in &ids {
             let path = dir.join(file_name(id));
             if cut {
@@ -386,6 +387,7 @@ impl LogBackend {
                 }
                 tracing::warn!(file = %path.display(), "mvcc log: removing a file written after a torn batch");
                 std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+                dir_changed = true;
                 continue;
             }
             let mut data = Vec::new();
@@ -453,7 +455,8 @@ impl LogBackend {
         let (id, handle) = match reuse {
             Some(last) => last,
             None if read_only => {
-                // Never written to: a handle on the directory stands in.
+                // Never written to: the last file's handle, or without one
+                // a handle on the directory, stands in.
                 let file = File::open(dir).map_err(|e| io(dir, e))?;
                 let last = state
                     .files
@@ -478,10 +481,14 @@ impl LogBackend {
                         live: 0,
                     },
                 );
-                sync_dir(dir)?;
+                dir_changed = true;
                 (id, handle)
             }
         };
+        if dir_changed {
+            // The files removed or created are part of the state now.
+            sync_dir(dir)?;
+        }
         tracing::info!(
             files = state.files.len(),
             keys = state.index.len(),
@@ -639,21 +646,65 @@ impl Shared {
             w.dirty.insert(w.id);
         }
         if w.handle.written.load(Ordering::Relaxed) >= self.file_bytes {
-            let id = w.id + 1;
-            let handle = open_handle(&self.dir.join(file_name(id)), true)?;
-            self.write_state().files.insert(
-                id,
-                FileInfo {
-                    handle: handle.clone(),
-                    bytes: 0,
-                    live: 0,
-                },
-            );
-            w.id = id;
-            w.handle = handle;
-            w.dir_dirty = true;
+            self.start_file(w)?;
         }
         Ok(())
+    }
+
+    /// Closes the file being written (its buffer written out) and starts
+    /// the next.
+    fn start_file(&self, w: &mut Writer) -> Result<()> {
+        let id = w.id + 1;
+        let handle = open_handle(&self.dir.join(file_name(id)), true)?;
+        self.write_state().files.insert(
+            id,
+            FileInfo {
+                handle: handle.clone(),
+                bytes: 0,
+                live: 0,
+            },
+        );
+        w.id = id;
+        w.handle = handle;
+        w.dir_dirty = true;
+        Ok(())
+    }
+
+    /// Rewrites every file that holds garbage (see
+    /// [`Backend::defragment`]).
+    fn defragment(&self) -> Result<()> {
+        let _one = self.collecting.lock().unwrap_or_else(|e| e.into_inner());
+        let active = {
+            let mut w = self.lock_writer();
+            self.write_out(&mut w)?;
+            let garbage = self
+                .read()
+                .files
+                .get(&w.id)
+                .is_some_and(|f| f.live < f.bytes);
+            if garbage {
+                // Its garbage can go only once it is not the newest file.
+                self.start_file(&mut w)?;
+            }
+            w.id
+        };
+        loop {
+            let next = {
+                let st = self.read();
+                st.files
+                    .iter()
+                    .find(|(id, f)| **id < active && f.live < f.bytes)
+                    .map(|(id, _)| *id)
+            };
+            if next.is_none() {
+                return Ok(());
+            }
+            // Only the oldest file is ever deleted (see the module doc).
+            let oldest = *self.read().files.keys().next().unwrap_or(&active);
+            if oldest >= active || !self.rewrite(oldest)? {
+                return Ok(());
+            }
+        }
     }
 
     fn flush(&self) -> Result<()> {
@@ -730,6 +781,13 @@ impl Shared {
         let Some(victim) = self.gc_due() else {
             return Ok(false);
         };
+        self.rewrite(victim)
+    }
+
+    /// Copies the live values of file `victim` (the oldest, not the one
+    /// written) to the newest, flushes, and deletes `victim`; true if it did.
+    /// The caller holds `collecting`.
+    fn rewrite(&self, victim: u32) -> Result<bool> {
         let (before, victim_bytes) = {
             let st = self.read();
             (st.total(), st.files.get(&victim).map_or(0, |f| f.bytes))
@@ -910,6 +968,13 @@ impl Backend for LogBackend {
 
     fn flush(&self) -> Result<()> {
         self.shared.flush()
+    }
+
+    fn defragment(&self) -> Result<()> {
+        if self.shared.read_only {
+            return Ok(());
+        }
+        self.shared.defragment()
     }
 }
 
@@ -1213,6 +1278,39 @@ mod tests {
         assert_eq!(got[0], ("k0".into(), format!("19{value}")));
         assert_eq!(got[10], ("keep".into(), "k".into()));
         assert_eq!(b.get(b"gone").unwrap(), None);
+    }
+
+    #[test]
+    fn defragmenting_leaves_only_live_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let value = "v".repeat(100);
+        {
+            // Thresholds so high that only a defragmentation reclaims.
+            let b = LogBackend::open_with(dir.path(), 1024, u64::MAX, false).unwrap();
+            put(&b, "keep", "k");
+            for round in 0..10 {
+                for i in 0..5 {
+                    put(&b, &format!("k{i}"), &format!("{round}{value}"));
+                }
+            }
+            del(&b, "k4");
+            assert!(!b.collect_garbage().unwrap());
+            let (live, total) = b.usage();
+            assert!(total > 4 * live, "{live} {total}");
+            b.defragment().unwrap();
+            let (live2, total2) = b.usage();
+            assert_eq!(live2, live);
+            // Only batch headers are left beside the live records.
+            assert!(total2 < live2 + 64, "{live2} {total2}");
+            assert_eq!(b.get(b"k4").unwrap(), None);
+            assert_eq!(b.get(b"keep").unwrap(), Some(b"k".to_vec()));
+            b.flush().unwrap();
+        }
+        let b = LogBackend::open(dir.path()).unwrap();
+        let got = all(&b);
+        assert_eq!(got.len(), 5);
+        assert_eq!(got[0], ("k0".into(), format!("9{value}")));
+        assert_eq!(b.get(b"k4").unwrap(), None);
     }
 
     #[test]

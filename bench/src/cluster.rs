@@ -63,10 +63,14 @@ pub struct Cluster {
     members: Vec<Member>,
 }
 
-/// A loopback port nobody listens on now.
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("bind a loopback port")?;
-    Ok(l.local_addr()?.port())
+/// `n` distinct loopback ports nobody listens on now: every listener is
+/// held until all are chosen (one dropped at once could be handed out
+/// again: a run once got the same peer port for two members).
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let held = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").context("bind a loopback port"))
+        .collect::<Result<Vec<_>>>()?;
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 impl Cluster {
@@ -76,9 +80,7 @@ impl Cluster {
         let root = servers.data.join(tag);
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).with_context(|| format!("create {}", root.display()))?;
-        let ports: Vec<(u16, u16)> = (0..n)
-            .map(|_| Ok((free_port()?, free_port()?)))
-            .collect::<Result<_>>()?;
+        let ports: Vec<(u16, u16)> = free_ports(2 * n)?.chunks(2).map(|p| (p[0], p[1])).collect();
         let initial: Vec<String> = ports
             .iter()
             .enumerate()

@@ -14,8 +14,8 @@
 //!   is done (what makes the space compaction freed count as free: the quota
 //!   counts bytes in use, see [`quota`]), then has the backend give the
 //!   space back ([`crate::mvcc::Backend::defragment`]): the log backend
-//!   rewrites every file holding garbage, so `dbSize` falls to about the
-//!   bytes in use; sled has nothing to do (it cleans and reuses its segments
+//!   rewrites its files, keeping only the live values, so `dbSize` falls to
+//!   about the bytes in use; sled has nothing to do (it cleans and reuses its segments
 //!   itself, and its files never shrink). It answers as etcd does (an empty
 //!   response, no header).
 //! - MoveLeader: only the leader accepts it ("etcdserver: not leader"); the

@@ -131,7 +131,8 @@ impl State {
     fn live(&self) -> u64 {
         self.files.values().map(|f| f.live).sum()
     }
-    /// Points `key` at `loc` (a put just appended); returns nothing.
+    /// Points `key` at `loc` (a put just appended or replayed); the value
+    /// it pointed at before becomes garbage.
     fn put(&mut self, key: &[u8], loc: Loc) {
         let bytes = loc.record_bytes(key.len());
         if let Some(f) = self.files.get_mut(&loc.file) {
@@ -578,7 +579,7 @@ impl Shared {
         Ok(out)
     }
 
-    /// Appends `batch` to the buffer and points the index at it.
+    /// Appends the batch `ops` to the buffer and points the index at it.
     fn append(&self, w: &mut Writer, ops: &[BatchOp]) {
         if ops.is_empty() {
             return;
@@ -670,37 +671,23 @@ impl Shared {
         Ok(())
     }
 
-    /// Rewrites every file that holds garbage (see
-    /// [`Backend::defragment`]).
+    /// Rewrites every file but a new one started here, oldest first: what
+    /// stays is the live values (see [`Backend::defragment`]).
     fn defragment(&self) -> Result<()> {
         let _one = self.collecting.lock().unwrap_or_else(|e| e.into_inner());
         let active = {
             let mut w = self.lock_writer();
             self.write_out(&mut w)?;
-            let garbage = self
-                .read()
-                .files
-                .get(&w.id)
-                .is_some_and(|f| f.live < f.bytes);
-            if garbage {
-                // Its garbage can go only once it is not the newest file.
+            if w.handle.written.load(Ordering::Relaxed) > 0 {
                 self.start_file(&mut w)?;
             }
             w.id
         };
         loop {
-            let next = {
-                let st = self.read();
-                st.files
-                    .iter()
-                    .find(|(id, f)| **id < active && f.live < f.bytes)
-                    .map(|(id, _)| *id)
-            };
-            if next.is_none() {
-                return Ok(());
-            }
             // Only the oldest file is ever deleted (see the module doc).
-            let oldest = *self.read().files.keys().next().unwrap_or(&active);
+            let Some(oldest) = self.read().files.keys().next().copied() else {
+                return Ok(());
+            };
             if oldest >= active || !self.rewrite(oldest)? {
                 return Ok(());
             }

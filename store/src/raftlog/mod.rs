@@ -8,8 +8,9 @@
 //! entries packed: `arena.rs`); every change is also recorded in the WAL,
 //! and [`RaftStorage::flush`] (once per `Ready`) makes the records durable
 //! with one `fdatasync`. Opening replays
-//! the WAL. The state machine's sled database is not on this path at all: it
-//! is written by the apply path and flushed in the background
+//! the WAL. The state machine's storage (its MVCC backend, and the sled
+//! database of the member's meta) is not on this path at all: it is written
+//! by the apply path and flushed in the background
 //! ([`RaftStorage::start_checkpointer`]); the log keeps every entry the
 //! flushed state may lack (see "Truncation").
 //!
@@ -33,12 +34,14 @@
 //!
 //! [`RaftStorage::compact`] drops entries from memory and writes a base file
 //! (the remaining log; older WAL files are deleted). Entries may only be
-//! dropped once the state machine's effects of them are durable in sled:
-//! the checkpointer flushes sled every [`CHECKPOINT_EVERY`] and records the
-//! applied index it covered ([`RaftStorage::durable_applied`]); the driver
-//! compacts no further than that. After a crash, sled comes back at or past
-//! that index, raft-rs re-delivers the committed entries after sled's
-//! applied index, and they are still in the log.
+//! dropped once the state machine's effects of them are durable: the
+//! checkpointer flushes the state machine's storage every
+//! [`CHECKPOINT_EVERY`] (the hook of [`RaftStorage::set_state_flush`], then
+//! sled) and records the applied index it covered
+//! ([`RaftStorage::durable_applied`]); the driver compacts no further than
+//! that. After a crash, the state comes back at or past that index, raft-rs
+//! re-delivers the committed entries after its applied index, and they are
+//! still in the log.
 //!
 //! # Left out
 //!

@@ -47,6 +47,14 @@ impl BackendKind {
             BackendKind::Sled => "sled",
         }
     }
+
+    /// The kind [`BackendKind::name`] names.
+    pub fn from_name(name: &[u8]) -> Option<BackendKind> {
+        <BackendKind as clap::ValueEnum>::value_variants()
+            .iter()
+            .copied()
+            .find(|k| k.name().as_bytes() == name)
+    }
 }
 
 /// A member id (raft node id). Never 0.

@@ -613,10 +613,6 @@ const META_MEMBERS: &[u8] = b"members";
 /// The members a joining member learned of when it joined (JSON).
 const META_REMOTES: &[u8] = b"remotes";
 
-/// Bootstraps a fresh data dir (a new cluster's member, or a member joining
-/// a running one), or checks that an existing one is this member's. Sets the
-/// ids in `cfg` to the data dir's; returns the peers known from outside the
-/// replicated member list (a joined member's view of the cluster).
 /// The meta key naming the data dir's MVCC backend.
 const META_BACKEND: &[u8] = b"backend";
 
@@ -673,21 +669,23 @@ fn backend_kind(
 ) -> Result<Option<crate::config::BackendKind>> {
     use crate::config::BackendKind;
     let log_dir = dir.join("mvcc");
-    Ok(match meta.get(META_BACKEND)?.as_deref() {
-        Some(b"log") => Some(BackendKind::Log),
-        Some(b"sled") => Some(BackendKind::Sled),
-        Some(other) => {
-            return Err(Error::Corrupt(format!(
+    Ok(match meta.get(META_BACKEND)? {
+        Some(name) => Some(BackendKind::from_name(&name).ok_or_else(|| {
+            Error::Corrupt(format!(
                 "unknown MVCC backend {:?} recorded in the data dir",
-                String::from_utf8_lossy(other)
-            )))
-        }
+                String::from_utf8_lossy(&name)
+            ))
+        })?),
         None if log_dir.exists() => Some(BackendKind::Log),
         None if !db.open_tree("mvcc")?.is_empty() => Some(BackendKind::Sled),
         None => None,
     })
 }
 
+/// Bootstraps a fresh data dir (a new cluster's member, or a member joining
+/// a running one), or checks that an existing one is this member's. Sets the
+/// ids in `cfg` to the data dir's; returns the peers known from outside the
+/// replicated member list (a joined member's view of the cluster).
 fn check_identity(
     cfg: &mut Config,
     meta: &sled::Tree,

@@ -474,13 +474,13 @@ pub(super) mod tests {
         assert!(b.size().unwrap() > 0);
     }
 
-    fn put(b: &dyn Backend, k: &str, v: &str) {
+    pub(in crate::mvcc) fn put(b: &dyn Backend, k: &str, v: &str) {
         let mut batch = Batch::new();
         batch.put(k.into(), v.into());
         b.apply(batch).unwrap();
     }
 
-    fn del(b: &dyn Backend, k: &str) {
+    pub(in crate::mvcc) fn del(b: &dyn Backend, k: &str) {
         let mut batch = Batch::new();
         batch.delete(k.into());
         b.apply(batch).unwrap();

@@ -248,25 +248,24 @@ fn write_synced(dir: &Path, id: u32, off: u64) -> Result<()> {
     sync_dir(dir)
 }
 
-fn open_handle(path: &Path, create: bool) -> Result<Arc<Handle>> {
+/// Creates the file at `path`, to be appended to.
+fn create_handle(path: &Path) -> Result<Arc<Handle>> {
     let file = OpenOptions::new()
         .read(true)
         .append(true)
-        .create_new(create)
+        .create_new(true)
         .open(path)
         .map_err(|e| io(path, e))?;
-    let len = file.metadata().map_err(|e| io(path, e))?.len();
     Ok(Arc::new(Handle {
         file,
-        written: AtomicU64::new(len),
+        written: AtomicU64::new(0),
     }))
 }
 
 /// One operation read back from a file.
 struct Replayed {
-    op: u8,
     key: Vec<u8>,
-    /// For a put: where its value is.
+    /// For a put, where its value is; `None` for a delete.
     loc: Option<Loc>,
 }
 
@@ -312,7 +311,6 @@ fn parse_body(id: u32, base: u64, body: &[u8]) -> Option<Vec<Replayed>> {
                 let off = at + 4;
                 body.get(off..off + vlen as usize)?;
                 out.push(Replayed {
-                    op,
                     key,
                     loc: Some(Loc {
                         file: id,
@@ -322,7 +320,7 @@ fn parse_body(id: u32, base: u64, body: &[u8]) -> Option<Vec<Replayed>> {
                 });
                 at = off + vlen as usize;
             }
-            OP_DELETE => out.push(Replayed { op, key, loc: None }),
+            OP_DELETE => out.push(Replayed { key, loc: None }),
             _ => return None,
         }
     }
@@ -391,9 +389,15 @@ impl LogBackend {
                 dir_changed = true;
                 continue;
             }
+            let file = if read_only {
+                File::open(&path)
+            } else {
+                OpenOptions::new().read(true).append(true).open(&path)
+            }
+            .map_err(|e| io(&path, e))?;
             let mut data = Vec::new();
-            File::open(&path)
-                .and_then(|f| BufReader::new(f).read_to_end(&mut data))
+            BufReader::new(&file)
+                .read_to_end(&mut data)
                 .map_err(|e| io(&path, e))?;
             let (ops, good) = parse_file(id, &data);
             if good < data.len() as u64 && (id, good) < synced {
@@ -412,25 +416,16 @@ impl LogBackend {
                     "mvcc log: cutting a torn batch (never flushed) and what follows"
                 );
                 if !read_only {
-                    let f = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .map_err(|e| io(&path, e))?;
-                    f.set_len(good)
-                        .and_then(|()| f.sync_all())
+                    file.set_len(good)
+                        .and_then(|()| file.sync_all())
                         .map_err(|e| io(&path, e))?;
                 }
                 cut = true;
             }
-            let handle = if read_only {
-                let file = File::open(&path).map_err(|e| io(&path, e))?;
-                Arc::new(Handle {
-                    file,
-                    written: AtomicU64::new(good),
-                })
-            } else {
-                open_handle(&path, false)?
-            };
+            let handle = Arc::new(Handle {
+                file,
+                written: AtomicU64::new(good),
+            });
             state.files.insert(
                 id,
                 FileInfo {
@@ -440,9 +435,9 @@ impl LogBackend {
                 },
             );
             for r in ops {
-                match (r.op, r.loc) {
-                    (OP_PUT, Some(loc)) => state.put(&r.key, loc),
-                    _ => state.delete(&r.key),
+                match r.loc {
+                    Some(loc) => state.put(&r.key, loc),
+                    None => state.delete(&r.key),
                 }
             }
         }
@@ -473,7 +468,7 @@ impl LogBackend {
             }
             None => {
                 let id = ids.last().map_or(1, |last| last + 1);
-                let handle = open_handle(&dir.join(file_name(id)), true)?;
+                let handle = create_handle(&dir.join(file_name(id)))?;
                 state.files.insert(
                     id,
                     FileInfo {
@@ -587,7 +582,7 @@ impl Shared {
         let start = w.buf.len();
         let base = w.handle.written.load(Ordering::Relaxed) + start as u64;
         w.buf.extend_from_slice(&[0u8; HEADER]);
-        let mut locs = Vec::with_capacity(ops.len());
+        let mut located: Vec<(&[u8], Option<Loc>)> = Vec::with_capacity(ops.len());
         for op in ops {
             match op {
                 BatchOp::Put(k, v) => {
@@ -597,17 +592,20 @@ impl Shared {
                     w.buf.extend_from_slice(&(v.len() as u32).to_le_bytes());
                     let off = base + (w.buf.len() - start) as u64;
                     w.buf.extend_from_slice(v);
-                    locs.push(Some(Loc {
-                        file: w.id,
-                        len: v.len() as u32,
-                        off,
-                    }));
+                    located.push((
+                        k,
+                        Some(Loc {
+                            file: w.id,
+                            len: v.len() as u32,
+                            off,
+                        }),
+                    ));
                 }
                 BatchOp::Delete(k) => {
                     w.buf.push(OP_DELETE);
                     w.buf.extend_from_slice(&(k.len() as u32).to_le_bytes());
                     w.buf.extend_from_slice(k);
-                    locs.push(None);
+                    located.push((k, None));
                 }
             }
         }
@@ -622,11 +620,10 @@ impl Shared {
         if let Some(f) = st.files.get_mut(&w.id) {
             f.bytes += bytes;
         }
-        for (op, loc) in ops.iter().zip(locs) {
-            match (op, loc) {
-                (BatchOp::Put(k, _), Some(loc)) => st.put(k, loc),
-                (BatchOp::Delete(k), _) => st.delete(k),
-                (BatchOp::Put(..), None) => unreachable!("a put has a location"),
+        for (k, loc) in located {
+            match loc {
+                Some(loc) => st.put(k, loc),
+                None => st.delete(k),
             }
         }
     }
@@ -656,7 +653,7 @@ impl Shared {
     /// the next.
     fn start_file(&self, w: &mut Writer) -> Result<()> {
         let id = w.id + 1;
-        let handle = open_handle(&self.dir.join(file_name(id)), true)?;
+        let handle = create_handle(&self.dir.join(file_name(id)))?;
         self.write_state().files.insert(
             id,
             FileInfo {
@@ -775,13 +772,12 @@ impl Shared {
     /// written) to the newest, flushes, and deletes `victim`; true if it did.
     /// The caller holds `collecting`.
     fn rewrite(&self, victim: u32) -> Result<bool> {
-        let (before, victim_bytes) = {
+        let (before, victim_bytes, handle) = {
             let st = self.read();
-            (st.total(), st.files.get(&victim).map_or(0, |f| f.bytes))
-        };
-        let handle = match self.read().files.get(&victim) {
-            Some(f) => f.handle.clone(),
-            None => return Ok(false),
+            let Some(f) = st.files.get(&victim) else {
+                return Ok(false);
+            };
+            (st.total(), f.bytes, f.handle.clone())
         };
         let mut from: Bound<Box<[u8]>> = Bound::Unbounded;
         let mut copied = 0usize;
@@ -1079,18 +1075,7 @@ impl Iterator for Scan<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn put(b: &dyn Backend, k: &str, v: &str) {
-        let mut batch = Batch::new();
-        batch.put(k.into(), v.into());
-        b.apply(batch).unwrap();
-    }
-
-    fn del(b: &dyn Backend, k: &str) {
-        let mut batch = Batch::new();
-        batch.delete(k.into());
-        b.apply(batch).unwrap();
-    }
+    use crate::mvcc::backend::tests::{del, exercise, put};
 
     fn all(b: &dyn Backend) -> Vec<(String, String)> {
         b.scan(b"", b"")
@@ -1115,7 +1100,7 @@ mod tests {
     fn behaves_as_a_backend() {
         let dir = tempfile::tempdir().unwrap();
         let b = LogBackend::open(dir.path()).unwrap();
-        crate::mvcc::backend::tests::exercise(&b);
+        exercise(&b);
         assert!(b.size().unwrap() > 0);
     }
 

@@ -25,34 +25,26 @@ struct Harness {
 }
 
 impl Harness {
-    fn memory() -> Harness {
+    fn new(memory: Option<Arc<MemoryBackend>>, on_log: bool) -> Harness {
         Harness {
-            memory: Some(Arc::default()),
+            memory,
             dir: tempfile::tempdir().unwrap(),
             db: None,
-            on_log: false,
+            on_log,
             log: None,
         }
+    }
+
+    fn memory() -> Harness {
+        Harness::new(Some(Arc::default()), false)
     }
 
     fn log() -> Harness {
-        Harness {
-            memory: None,
-            dir: tempfile::tempdir().unwrap(),
-            db: None,
-            on_log: true,
-            log: None,
-        }
+        Harness::new(None, true)
     }
 
     fn sled() -> Harness {
-        Harness {
-            memory: None,
-            dir: tempfile::tempdir().unwrap(),
-            db: None,
-            on_log: false,
-            log: None,
-        }
+        Harness::new(None, false)
     }
 
     fn backend(&mut self) -> Arc<dyn Backend> {

@@ -136,6 +136,16 @@ pub struct StoreFlags {
         default_missing_value = "true"
     )]
     pub leader_read_lease: bool,
+    /// keel only: Raft messages to peers reached over http:// travel on a plain TCP connection the Raft thread writes itself (the Raft lane), not on the gRPC stream; https:// peers always use the gRPC stream (false: the gRPC stream for every peer).
+    #[arg(
+        long,
+        env = "KEEL_RAFT_LANE",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub raft_lane: bool,
     /// Number of committed transactions to trigger a snapshot to disk (log compaction).
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -270,6 +280,8 @@ pub struct Config {
     pub raft_spin: Duration,
     /// `--leader-read-lease`: see [`crate::consensus::lease`].
     pub leader_read_lease: bool,
+    /// `--raft-lane`: see [`crate::lane`].
+    pub raft_lane: bool,
     pub strict_reconfig_check: bool,
     pub watch_progress_notify_interval: Duration,
     /// `--quota-backend-bytes` as given (0: default, negative: no quota).
@@ -437,6 +449,7 @@ impl StoreFlags {
             snapshot_catchup_entries: self.experimental_snapshot_catchup_entries,
             raft_spin: self.experimental_raft_spin,
             leader_read_lease: self.leader_read_lease,
+            raft_lane: self.raft_lane,
             strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             quota_backend_bytes: self.quota_backend_bytes,

@@ -30,6 +30,7 @@ pub mod consensus;
 pub mod error;
 pub mod http;
 pub mod kv;
+pub mod lane;
 pub mod lease;
 pub mod maintenance;
 pub mod membership;

@@ -59,6 +59,7 @@ use crate::consensus::snapshot::{self, SnapDir};
 use crate::consensus::{self, logger};
 use crate::error::{Error, Result};
 use crate::kv::{Identity, Kv, StoreNode};
+use crate::lane::LaneReceiver;
 use crate::lease::service::{LeasePeerService, LeaseService};
 use crate::lease::{Leases, Lessor};
 use crate::maintenance::alarm::Alarms;
@@ -198,6 +199,7 @@ impl Server {
                 membership: membership.clone(),
                 activity: activity.clone(),
                 dialer: security.dialer.clone(),
+                lane: cfg.raft_lane,
             },
         );
         // A follower that needs a snapshot gets the metadata at our applied
@@ -427,6 +429,7 @@ impl Server {
                     listener,
                     tls,
                     crate::tls::Port::Client,
+                    None,
                     async move {
                         let _ = stop.wait_for(|s| *s).await;
                     },
@@ -435,7 +438,19 @@ impl Server {
                 .map_err(|e| Error::Transport(format!("client listener: {e}")))
             });
         }
+        let lane_in = LaneReceiver::new(
+            cfg.cluster_id,
+            cfg.member_id,
+            node.clone(),
+            filter.clone(),
+            membership.clone(),
+        );
         for (listener, tls) in peer_listeners {
+            let lane = {
+                let lane_in = lane_in.clone();
+                let handler: crate::tls::LaneHandler = Arc::new(move |conn| lane_in.accept(conn));
+                Some(handler)
+            };
             let svc = PeerServer::new(PeerService::new(
                 cfg.cluster_id,
                 cfg.member_id,
@@ -461,9 +476,16 @@ impl Server {
                     .add_service(lease_peer)
                     .add_service(membership_peer)
                     .add_service(maintenance_peer);
-                crate::tls::serve(router, listener, tls, crate::tls::Port::Peer, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
+                crate::tls::serve(
+                    router,
+                    listener,
+                    tls,
+                    crate::tls::Port::Peer,
+                    lane,
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                )
                 .await
                 .map_err(|e| Error::Transport(format!("peer listener: {e}")))
             });
@@ -534,6 +556,7 @@ impl Server {
         let _ = stop_tx.send(true);
         publish.abort();
         node.stop();
+        lane_in.close_all();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             while tasks.join_next().await.is_some() {}
         })

@@ -60,6 +60,7 @@ use crate::consensus::driver::Outbox;
 use crate::consensus::snapshot::SnapDir;
 use crate::consensus::Node;
 use crate::error::Error;
+use crate::lane::{LaneLink, LinkContext};
 use crate::membership::Membership;
 use crate::metrics::Metrics;
 use crate::mvcc::Store;
@@ -182,7 +183,7 @@ impl Activity {
             .copied()
     }
 
-    fn set(&self, peer: u64, up: bool) {
+    pub(crate) fn set(&self, peer: u64, up: bool) {
         let mut since = self.since.write().unwrap_or_else(|e| e.into_inner());
         if up {
             since.entry(peer).or_insert_with(Instant::now);
@@ -192,19 +193,35 @@ impl Activity {
     }
 }
 
-/// Starts the task that sends to one peer.
-type Spawner = Box<dyn Fn(u64, Vec<String>, mpsc::Receiver<Message>) + Send>;
+/// How messages reach one peer.
+enum Route {
+    /// The gRPC stream's queue (its task does the rest).
+    Stream(mpsc::Sender<Message>),
+    /// The Raft lane ([`crate::lane`]); snapshots go to `snapshot`, which
+    /// streams them over gRPC.
+    Lane {
+        link: Arc<LaneLink>,
+        snapshot: Box<dyn Fn(Message) + Send>,
+    },
+}
 
-/// The sending side: one queue per peer, following the member list.
+/// Starts what sends to one peer.
+type Spawner = Box<dyn Fn(u64, Vec<String>) -> Route + Send>;
+
+/// The sending side: one route per peer, following the member list.
 pub struct PeerTransport {
-    /// Each peer's URLs and queue.
-    queues: HashMap<u64, (Vec<String>, mpsc::Sender<Message>)>,
+    /// Each peer's URLs and route.
+    routes: HashMap<u64, (Vec<String>, Route)>,
     membership: Arc<Membership>,
-    /// The membership version the queues were last matched against.
+    /// The membership version the routes were last matched against.
     seen: u64,
     filter: Arc<LinkFilter>,
     unreachable: Box<dyn Fn(u64) + Send>,
     spawn: Spawner,
+    /// Lane frames being gathered for each peer (reused buffers).
+    frames: HashMap<u64, Vec<u8>>,
+    /// Where delayed lane frames wait (the delay hook).
+    runtime: tokio::runtime::Handle,
 }
 
 const QUEUE_DEPTH: usize = 4096;
@@ -218,12 +235,15 @@ pub struct TransportDeps {
     pub activity: Arc<Activity>,
     /// Builds the endpoints of peer URLs (TLS).
     pub dialer: Dialer,
+    /// Use the Raft lane for `http://` peers (`--raft-lane`).
+    pub lane: bool,
 }
 
 impl PeerTransport {
-    /// Starts one sender task per peer the member list (or its remotes)
-    /// names. Must be called from within the tokio runtime; the tasks of
-    /// later peers are started on the same runtime.
+    /// Starts one sender (a task on the gRPC stream, or a Raft lane) per
+    /// peer the member list (or its remotes) names. Must be called from
+    /// within the tokio runtime; the tasks of later peers are started on
+    /// the same runtime.
     pub fn start<O: Send + 'static>(
         cluster_id: u64,
         me: u64,
@@ -237,11 +257,12 @@ impl PeerTransport {
             membership,
             activity,
             dialer,
+            lane,
         } = deps;
         let runtime = tokio::runtime::Handle::current();
         let n = node.clone();
         let (f, m) = (filter.clone(), membership.clone());
-        let spawn: Spawner = Box::new(move |id, urls, rx| {
+        let spawn: Spawner = Box::new(move |id, urls| {
             let link = Link {
                 cluster_id,
                 me,
@@ -254,21 +275,50 @@ impl PeerTransport {
                 membership: m.clone(),
                 dialer: dialer.clone(),
             };
+            if lane && urls.iter().all(|u| u.starts_with("http://")) {
+                let ctx = LinkContext {
+                    cluster_id,
+                    me,
+                    peer: id,
+                    node: n.clone(),
+                    activity: activity.clone(),
+                    membership: m.clone(),
+                };
+                match LaneLink::start(ctx, urls.clone()) {
+                    Ok(l) => {
+                        let rt = runtime.clone();
+                        let snapshot = Box::new(move |msg: Message| {
+                            rt.spawn(dial_and_send_snapshot(link.clone(), urls.clone(), msg));
+                        });
+                        return Route::Lane {
+                            link: Arc::new(l),
+                            snapshot,
+                        };
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = format!("{id:x}"), error = %e, "cannot start the raft lane; using the gRPC stream")
+                    }
+                }
+            }
+            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
             runtime.spawn(peer_loop(link, urls, rx));
+            Route::Stream(tx)
         });
         let mut t = PeerTransport {
-            queues: HashMap::new(),
+            routes: HashMap::new(),
             membership,
             seen: 0,
             filter,
             unreachable: Box::new(move |id| node.report_unreachable(id)),
             spawn,
+            frames: HashMap::new(),
+            runtime: tokio::runtime::Handle::current(),
         };
         t.follow_members();
         t
     }
 
-    /// Matches the queues to the member list when it changed.
+    /// Matches the routes to the member list when it changed.
     fn follow_members(&mut self) {
         let version = self.membership.version();
         if version == self.seen {
@@ -276,7 +326,7 @@ impl PeerTransport {
         }
         self.seen = version;
         let want = self.membership.peers();
-        self.queues.retain(|id, (urls, _)| {
+        self.routes.retain(|id, (urls, _)| {
             let keep = want.get(id) == Some(urls);
             if !keep {
                 tracing::info!(
@@ -286,13 +336,13 @@ impl PeerTransport {
             }
             keep
         });
+        self.frames.retain(|id, _| want.contains_key(id));
         for (id, urls) in want {
-            if self.queues.contains_key(&id) || urls.is_empty() {
+            if self.routes.contains_key(&id) || urls.is_empty() {
                 continue;
             }
-            let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-            (self.spawn)(id, urls.clone(), rx);
-            self.queues.insert(id, (urls, tx));
+            let route = (self.spawn)(id, urls.clone());
+            self.routes.insert(id, (urls, route));
         }
     }
 }
@@ -305,15 +355,50 @@ impl Outbox for PeerTransport {
             if self.filter.is_blocked(to) || self.filter.lose() {
                 continue;
             }
-            match self.queues.get(&to) {
-                Some((_, q)) => {
+            match self.routes.get(&to) {
+                Some((_, Route::Stream(q))) => {
                     if q.try_send(m).is_err() {
                         (self.unreachable)(to);
+                    }
+                }
+                Some((_, Route::Lane { snapshot, .. })) => {
+                    if m.get_msg_type() == MessageType::MsgSnapshot {
+                        snapshot(m);
+                    } else {
+                        crate::lane::frame(&m, self.frames.entry(to).or_default());
                     }
                 }
                 None => {
                     tracing::debug!(to = format!("{to:x}"), "message to an unknown peer dropped")
                 }
+            }
+        }
+        for (to, frames) in self.frames.iter_mut() {
+            if frames.is_empty() {
+                continue;
+            }
+            let Some((_, Route::Lane { link, .. })) = self.routes.get(to) else {
+                frames.clear();
+                continue;
+            };
+            let sent = match self.filter.hold() {
+                None => link.send(frames),
+                Some(hold) => {
+                    // The delay hook: write them later, off the Raft thread.
+                    let (link, data) = (link.clone(), frames.clone());
+                    self.runtime.spawn(async move {
+                        tokio::time::sleep(hold).await;
+                        link.send(&data);
+                    });
+                    true
+                }
+            };
+            if !sent {
+                (self.unreachable)(*to);
+            }
+            frames.clear();
+            if frames.capacity() > 1024 * 1024 {
+                frames.shrink_to(64 * 1024);
             }
         }
     }
@@ -511,6 +596,29 @@ fn chain_from(mut text: String, mut source: Option<&(dyn std::error::Error + 'st
         source = s.source();
     }
     text
+}
+
+/// Connects to the first of `urls` that answers and sends the snapshot
+/// there (peers on the Raft lane hold no gRPC channel open).
+async fn dial_and_send_snapshot<O: Send + 'static>(link: Link<O>, urls: Vec<String>, msg: Message) {
+    let mut last = String::from("no peer URL");
+    for url in &urls {
+        let endpoint = match link.dialer.endpoint(url) {
+            Ok(e) => e.connect_timeout(Duration::from_millis(500)),
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        match endpoint.connect().await {
+            Ok(channel) => return send_snapshot(link, channel, msg).await,
+            Err(e) => last = error_chain(&e),
+        }
+    }
+    let peer = link.peer;
+    link.metrics.snapshot_send_failures.inc();
+    tracing::warn!(peer = format!("{peer:x}"), error = %last, "snapshot send failed; Raft will retry");
+    link.node.report_snapshot(peer, false);
 }
 
 /// Streams a snapshot (the Raft message, then the store's image) to the

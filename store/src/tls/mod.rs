@@ -51,7 +51,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 
-pub use serve::{serve, Port};
+pub use serve::{serve, LaneHandler, Port};
 
 use crate::error::{Error, Result};
 

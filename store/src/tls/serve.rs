@@ -49,13 +49,19 @@ impl Port {
     }
 }
 
+/// Takes the plain-text peer connections that open with the Raft lane's
+/// magic ([`crate::lane`]), as blocking std sockets.
+pub type LaneHandler = Arc<dyn Fn(std::net::TcpStream) + Send + Sync>;
+
 /// Serves `router` on `listener` until `shutdown` resolves: behind TLS with
-/// `tls`, in plain text without.
+/// `tls`, in plain text without; on a plain-text peer port, connections
+/// that open with [`crate::lane::MAGIC`] go to `lane` instead.
 pub async fn serve(
     router: Router,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     port: Port,
+    lane: Option<LaneHandler>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
     // tonic's own tcp_nodelay does not apply to a given listener: set it on
@@ -76,12 +82,76 @@ pub async fn serve(
                 )
                 .await
         }
-        (None, Port::Peer) => {
-            router
-                .serve_with_incoming_shutdown(plain(listener).map_ok(Coalesce::new), shutdown)
-                .await
-        }
+        (None, Port::Peer) => match lane {
+            Some(lane) => {
+                router
+                    .serve_with_incoming_shutdown(sorted(listener, lane), shutdown)
+                    .await
+            }
+            None => {
+                router
+                    .serve_with_incoming_shutdown(plain(listener).map_ok(Coalesce::new), shutdown)
+                    .await
+            }
+        },
     }
+}
+
+/// The plain-text connections `listener` accepts, but for those that open
+/// with the Raft lane's magic: each connection's first bytes are peeked on
+/// a task of its own (with the handshake timeout), and a lane connection
+/// goes to `lane`.
+fn sorted(
+    listener: TcpListener,
+    lane: LaneHandler,
+) -> ReceiverStream<std::io::Result<Coalesce<TcpStream>>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                r = listener.accept() => r,
+                _ = tx.closed() => return,
+            };
+            let tcp = match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!(port = "peer", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let (lane, tx) = (lane.clone(), tx.clone());
+            tokio::spawn(async move {
+                let magic = crate::lane::MAGIC;
+                let mut head = [0u8; 8];
+                let is_lane = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
+                    loop {
+                        let n = tcp.peek(&mut head).await?;
+                        if n == 0 || head[..n] != magic[..n] {
+                            return Ok::<bool, std::io::Error>(false);
+                        }
+                        if n == magic.len() {
+                            return Ok(true);
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+                .await;
+                match is_lane {
+                    Ok(Ok(true)) => match tcp.into_std() {
+                        Ok(std) => lane(std),
+                        Err(e) => tracing::warn!(error = %e, "raft lane: cannot take the socket"),
+                    },
+                    Ok(Ok(false)) => {
+                        let _ = tx.send(Ok(Coalesce::new(tcp))).await;
+                    }
+                    Ok(Err(_)) | Err(_) => {}
+                }
+            });
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 /// The TLS streams of the connections `listener` accepts.

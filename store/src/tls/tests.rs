@@ -234,6 +234,7 @@ async fn serve_health(
         listener,
         security.client,
         Port::Client,
+        None,
         async move {
             let _ = stop_rx.await;
         },

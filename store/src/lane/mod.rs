@@ -62,6 +62,10 @@ const MAX_BACKLOG: usize = 64 * 1024 * 1024;
 /// Longest accepted frame.
 const MAX_FRAME: usize = 512 * 1024 * 1024;
 
+/// How long a peer may leave data unacknowledged (or an idle connection's
+/// probes unanswered) before the connection counts as dead.
+const DEAD_PEER: Duration = Duration::from_secs(5);
+
 /// How long each side waits for the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -321,6 +325,22 @@ enum Refusal {
     Removed(String),
 }
 
+/// Both ends: no Nagle delay, and a connection to a peer that vanished
+/// (its host down or cut off by a firewall) fails within seconds instead of
+/// TCP's minutes: keep-alive probes on an idle connection, and
+/// `TCP_USER_TIMEOUT` on one whose data goes unacknowledged.
+fn tune(conn: &TcpStream) -> io::Result<()> {
+    conn.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(conn);
+    sock.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(DEAD_PEER / 2)
+            .with_interval(Duration::from_secs(1))
+            .with_retries(3),
+    )?;
+    sock.set_tcp_user_timeout(Some(DEAD_PEER))
+}
+
 /// Connects to `url`, shakes hands, and returns the socket, non-blocking.
 fn dial<O>(ctx: &LinkContext<O>, url: &str) -> Result<TcpStream, Refusal> {
     let addr = resolve(url).map_err(Refusal::Down)?;
@@ -381,9 +401,17 @@ pub struct LaneReceiver<O> {
     pub node: Node<O>,
     pub filter: Arc<LinkFilter>,
     pub membership: Arc<Membership>,
-    /// Accepted connections by a serial number, shut down when the member
-    /// stops.
-    open: Mutex<(u64, HashMap<u64, TcpStream>)>,
+    open: Mutex<Open>,
+}
+
+/// The accepted connections, shut down when the member stops.
+#[derive(Default)]
+struct Open {
+    next: u64,
+    /// By serial number: the socket, and the member it comes from once its
+    /// handshake was accepted.
+    conns: HashMap<u64, (TcpStream, Option<u64>)>,
+    closed: bool,
 }
 
 impl<O: Send + 'static> LaneReceiver<O> {
@@ -404,56 +432,67 @@ impl<O: Send + 'static> LaneReceiver<O> {
         })
     }
 
+    fn open(&self) -> MutexGuard<'_, Open> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Serves a connection that opened with [`MAGIC`] (not yet read) on a
     /// thread of its own.
     pub fn accept(self: &Arc<Self>, conn: TcpStream) {
-        let me = self.clone();
-        let serial = match conn.try_clone() {
-            Ok(c) => {
-                let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-                open.0 += 1;
-                let serial = open.0;
-                open.1.insert(serial, c);
-                Some(serial)
+        let serial = {
+            let mut open = self.open();
+            let Ok(clone) = conn.try_clone() else { return };
+            if open.closed {
+                let _ = conn.shutdown(Shutdown::Both);
+                return;
             }
-            Err(_) => None,
+            open.next += 1;
+            let serial = open.next;
+            open.conns.insert(serial, (clone, None));
+            serial
         };
+        let me = self.clone();
         let spawned = std::thread::Builder::new()
             .name("raft-lane-in".into())
             .spawn(move || {
                 let remote = conn.peer_addr().ok();
-                if let Err(e) = me.serve(conn) {
+                if let Err(e) = me.serve(conn, serial) {
                     tracing::debug!(?remote, error = %e, "raft lane closed");
                 }
-                if let Some(serial) = serial {
-                    me.open
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .1
-                        .remove(&serial);
-                }
+                me.open().conns.remove(&serial);
             });
         if let Err(e) = spawned {
             tracing::warn!(error = %e, "cannot start a raft lane reader");
+            self.open().conns.remove(&serial);
         }
     }
 
-    /// Closes every accepted connection (the member is stopping).
+    /// Records that connection `serial` comes from member `from`, and closes
+    /// any older one from it: its sender has given up on that one.
+    fn claim(&self, serial: u64, from: u64) {
+        let mut open = self.open();
+        for (s, (c, f)) in open.conns.iter_mut() {
+            if *s == serial {
+                *f = Some(from);
+            } else if *f == Some(from) {
+                let _ = c.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Closes every accepted connection, and any accepted later (the member
+    /// is stopping).
     pub fn close_all(&self) {
-        for (_, c) in self
-            .open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .drain()
-        {
+        let mut open = self.open();
+        open.closed = true;
+        for (_, (c, _)) in open.conns.drain() {
             let _ = c.shutdown(Shutdown::Both);
         }
     }
 
-    fn serve(&self, mut conn: TcpStream) -> io::Result<()> {
+    fn serve(&self, mut conn: TcpStream, serial: u64) -> io::Result<()> {
         conn.set_nonblocking(false)?;
-        conn.set_nodelay(true)?;
+        tune(&conn)?;
         conn.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         let mut hello = [0u8; 32];
         conn.read_exact(&mut hello)?;
@@ -500,6 +539,7 @@ impl<O: Send + 'static> LaneReceiver<O> {
         if code != ACCEPTED {
             return Ok(());
         }
+        self.claim(serial, from);
         conn.set_read_timeout(None)?;
         let mut r = BufReader::with_capacity(64 * 1024, conn);
         let mut buf = Vec::new();
@@ -536,3 +576,6 @@ impl<O: Send + 'static> LaneReceiver<O> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,18 @@
-//! Peer transport: Raft messages between members over tonic streams.
+//! Peer transport: Raft messages between members, on the Raft lane or over
+//! tonic streams.
 //!
-//! Sending: one task per peer holds a client-streaming `keel.peer.Peer/Raft`
-//! call open and writes every queued message into it, several per batch. When
-//! the call fails the task reports the peer unreachable to Raft, backs off, and
-//! reconnects; messages queued meanwhile are dropped (Raft resends what matters).
-//! The driver never blocks on the network: it only `try_send`s into the
-//! per-peer queue.
+//! Routes: a peer reached over `http://` gets the Raft lane
+//! ([`crate::lane`]: a plain TCP connection the Raft thread writes itself),
+//! unless `--raft-lane=false`; a peer reached over `https://`, or one that
+//! does not answer as a lane (a keel from before it), gets the gRPC stream
+//! below. Snapshots take gRPC either way.
+//!
+//! The gRPC stream's sending side: one task per peer holds a
+//! client-streaming `keel.peer.Peer/Raft` call open and writes every queued
+//! message into it, several per batch. When the call fails the task reports
+//! the peer unreachable to Raft, backs off, and reconnects; messages queued
+//! meanwhile are dropped (Raft resends what matters). The driver never
+//! blocks on the network: it only `try_send`s into the per-peer queue.
 //!
 //! Receiving: [`PeerService`] checks each batch's cluster id (a member of another
 //! cluster is refused with a clear status) and hands the messages to the node.
@@ -14,7 +21,7 @@
 //! removed (and stops), as etcd's rafthttp does.
 //!
 //! Peers follow the member list: the sender side compares the
-//! [`Membership`]'s version on every send and starts a task for each new
+//! [`Membership`]'s version on every send and starts a route for each new
 //! peer, restarts it when its peer URLs changed, and drops it when the peer
 //! left. [`Activity`] records since when each peer's stream has been up
 //! (etcd's `ActiveSince`), for the strict reconfiguration checks.
@@ -205,8 +212,9 @@ enum Route {
     },
 }
 
-/// Starts what sends to one peer.
-type Spawner = Box<dyn Fn(u64, Vec<String>) -> Route + Send>;
+/// Starts what sends to one peer: the Raft lane when the third argument
+/// allows it and the peer is reached over `http://`, else the gRPC stream.
+type Spawner = Box<dyn Fn(u64, Vec<String>, bool) -> Route + Send>;
 
 /// The sending side: one route per peer, following the member list.
 pub struct PeerTransport {
@@ -262,7 +270,7 @@ impl PeerTransport {
         let runtime = tokio::runtime::Handle::current();
         let n = node.clone();
         let (f, m) = (filter.clone(), membership.clone());
-        let spawn: Spawner = Box::new(move |id, urls| {
+        let spawn: Spawner = Box::new(move |id, urls, try_lane| {
             let link = Link {
                 cluster_id,
                 me,
@@ -275,7 +283,7 @@ impl PeerTransport {
                 membership: m.clone(),
                 dialer: dialer.clone(),
             };
-            if lane && urls.iter().all(|u| u.starts_with("http://")) {
+            if lane && try_lane && urls.iter().all(|u| u.starts_with("http://")) {
                 let ctx = LinkContext {
                     cluster_id,
                     me,
@@ -341,8 +349,25 @@ impl PeerTransport {
             if self.routes.contains_key(&id) || urls.is_empty() {
                 continue;
             }
-            let route = (self.spawn)(id, urls.clone());
+            let route = (self.spawn)(id, urls.clone(), true);
             self.routes.insert(id, (urls, route));
+        }
+    }
+
+    /// Moves the peers whose lane found no lane at the other end (an older
+    /// keel) to the gRPC stream.
+    fn leave_lanes_unsupported(&mut self) {
+        let gave_up: Vec<u64> = self
+            .routes
+            .iter()
+            .filter(|(_, (_, r))| matches!(r, Route::Lane { link, .. } if link.unsupported()))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gave_up {
+            if let Some((urls, _)) = self.routes.remove(&id) {
+                let route = (self.spawn)(id, urls.clone(), false);
+                self.routes.insert(id, (urls, route));
+            }
         }
     }
 }
@@ -350,6 +375,7 @@ impl PeerTransport {
 impl Outbox for PeerTransport {
     fn send(&mut self, msgs: Vec<Message>) {
         self.follow_members();
+        self.leave_lanes_unsupported();
         for m in msgs {
             let to = m.to;
             if self.filter.is_blocked(to) || self.filter.lose() {

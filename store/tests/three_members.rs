@@ -2,7 +2,8 @@
 //! member, linearizable reads everywhere, partitions through the fault hook,
 //! and the failover check: several clients write while the leader is killed
 //! with SIGKILL and restarted; every acknowledged write survives and all
-//! members end with identical ranges at the same revision.
+//! members end with identical ranges at the same revision. Members sending
+//! on the Raft lane and on the gRPC stream replicate together.
 
 mod common;
 
@@ -446,4 +447,40 @@ async fn degraded_peer_links_delay_or_stop_commits_until_restored() {
     );
     degrade("");
     c.client().put("restored", "1").await.unwrap();
+}
+
+/// The two routes between members work side by side: members 1 and 2 send
+/// on the Raft lane, member 0 (`--raft-lane=false`) on the gRPC stream, and
+/// every member receives both. A restarted member's lanes come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lane_and_grpc_stream_senders_replicate_together() {
+    let mut c = Cluster::plan(3, &[]);
+    c.set_extra(0, &["--raft-lane=false"]);
+    let mut c = c.start_all();
+    c.wait_leader(Duration::from_secs(10));
+    let log = |c: &Cluster, i: usize| std::fs::read_to_string(&c.members[i].log).unwrap();
+    assert!(log(&c, 0).contains("peer stream connected"));
+    assert!(!log(&c, 0).contains("raft lane connected"));
+    for i in 1..3 {
+        assert!(log(&c, i).contains("raft lane connected"), "member {i}");
+        assert!(!log(&c, i).contains("peer stream connected"), "member {i}");
+    }
+    for i in 0..3 {
+        c.member_client(i)
+            .put(format!("k{i}"), format!("v{i}"))
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        let r = c.member_client(i).range(all()).await.unwrap();
+        assert_eq!(r.kvs.len(), 3, "member {i}");
+    }
+    c.kill(1);
+    c.restart(1);
+    c.member_client(1).put("k3", "v3").await.unwrap();
+    c.member_client(0).put("k4", "v4").await.unwrap();
+    for i in 0..3 {
+        let r = c.member_client(i).range(all()).await.unwrap();
+        assert_eq!(r.kvs.len(), 5, "member {i} after member 1 restarted");
+    }
 }

@@ -15,8 +15,8 @@
 //!
 //! The wire: the dialling side opens with a handshake, [`MAGIC`] then its
 //! cluster id, its member id and the member id it means to reach (u64s, big
-//! endian). The accepting side answers with one status byte (`0` accepted,
-//! else refused), a u16 length and a message: a member of another cluster is
+//! endian). The accepting side answers with [`MAGIC`], one status byte (`0`
+//! accepted, else refused), a u16 length and a message: a member of another cluster is
 //! refused with etcd's "request cluster ID mismatch", a removed member with
 //! "the member has been permanently removed from the cluster" (and its
 //! sender marks itself removed, as etcd's rafthttp does). Then the dialler
@@ -42,6 +42,7 @@
 use std::collections::HashMap;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -106,6 +107,8 @@ pub struct LaneLink {
 struct Shared {
     state: Mutex<State>,
     wake: Condvar,
+    /// The peer does not answer as a lane (an older keel): the link gave up.
+    unsupported: AtomicBool,
 }
 
 #[derive(Default)]
@@ -134,12 +137,20 @@ impl LaneLink {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
+            unsupported: AtomicBool::new(false),
         });
         let s = shared.clone();
         std::thread::Builder::new()
             .name(format!("raft-lane-{:x}", ctx.peer))
             .spawn(move || run_link(ctx, urls, s))?;
         Ok(LaneLink { shared })
+    }
+
+    /// Whether the peer turned out not to speak the lane (an older keel,
+    /// whose peer port is gRPC only): the transport then uses the gRPC
+    /// stream for it.
+    pub fn unsupported(&self) -> bool {
+        self.shared.unsupported.load(Ordering::Relaxed)
     }
 
     /// Writes `frames` (whole frames) without blocking; false when the peer
@@ -240,6 +251,11 @@ fn run_link<O: Send + 'static>(ctx: LinkContext<O>, urls: Vec<String>, shared: A
                     ctx.activity.set(ctx.peer, true);
                     tracing::info!(%peer, %url, "raft lane connected");
                 }
+                Err(Refusal::NotLane(why)) => {
+                    tracing::info!(%peer, %url, answer = %why, "peer does not speak the raft lane (an older keel?): using the gRPC stream");
+                    shared.unsupported.store(true, Ordering::Relaxed);
+                    break;
+                }
                 Err(Refusal::Removed(why)) => {
                     tracing::error!(%peer, error = %why, "peer says this member was removed");
                     ctx.membership.mark_removed();
@@ -317,8 +333,10 @@ fn write_out(conn: &mut TcpStream, data: &[u8], shared: &Shared) -> bool {
 }
 
 enum Refusal {
-    /// Not reachable, or not answering as a lane: retry with backoff.
+    /// Not reachable, or no answer: retry with backoff.
     Down(String),
+    /// Answered, but not as a lane.
+    NotLane(String),
     /// The peer refused this member (another cluster, or not the member meant).
     Refused(String),
     /// The peer says this member was removed.
@@ -356,17 +374,34 @@ fn dial<O>(ctx: &LinkContext<O>, url: &str) -> Result<TcpStream, Refusal> {
     hello.extend_from_slice(&ctx.me.to_be_bytes());
     hello.extend_from_slice(&ctx.peer.to_be_bytes());
     conn.write_all(&hello).map_err(down)?;
-    let mut head = [0u8; 3];
-    conn.read_exact(&mut head).map_err(|e| {
-        Refusal::Down(format!(
-            "no lane handshake answer ({e}): is the peer an older keel?"
-        ))
-    })?;
-    let len = u16::from_be_bytes([head[1], head[2]]) as usize;
+    let mut head = [0u8; 11];
+    let mut got = 0;
+    while got < head.len() {
+        match conn.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(down(e)),
+        }
+    }
+    if got == 0 {
+        return Err(Refusal::Down("closed without an answer".into()));
+    }
+    let known = got.min(MAGIC.len());
+    if head[..known] != MAGIC[..known] {
+        return Err(Refusal::NotLane(format!(
+            "{:?}",
+            String::from_utf8_lossy(&head[..got])
+        )));
+    }
+    if got < head.len() {
+        return Err(Refusal::Down("closed in the middle of its answer".into()));
+    }
+    let len = u16::from_be_bytes([head[9], head[10]]) as usize;
     let mut why = vec![0u8; len];
     conn.read_exact(&mut why).map_err(down)?;
     let why = String::from_utf8_lossy(&why).into_owned();
-    match head[0] {
+    match head[8] {
         ACCEPTED => {}
         REFUSED_REMOVED => return Err(Refusal::Removed(why)),
         REFUSED_CLUSTER | REFUSED_OTHER => return Err(Refusal::Refused(why)),
@@ -532,7 +567,8 @@ impl<O: Send + 'static> LaneReceiver<O> {
         } else {
             (ACCEPTED, String::new())
         };
-        let mut answer = vec![code];
+        let mut answer = MAGIC.to_vec();
+        answer.push(code);
         answer.extend_from_slice(&(why.len() as u16).to_be_bytes());
         answer.extend_from_slice(why.as_bytes());
         conn.write_all(&answer)?;

@@ -180,7 +180,9 @@ fn another_cluster_is_refused_with_etcds_message() {
         Err(Refusal::Refused(why)) => {
             assert_eq!(why, "request cluster ID mismatch (local 7, remote 8)")
         }
-        Err(Refusal::Down(why) | Refusal::Removed(why)) => panic!("wrong refusal: {why}"),
+        Err(Refusal::Down(why) | Refusal::Removed(why) | Refusal::NotLane(why)) => {
+            panic!("wrong refusal: {why}")
+        }
         Ok(_) => panic!("a member of another cluster was accepted"),
     }
     // Nor does a link get up, or step anything.
@@ -289,4 +291,42 @@ fn a_stopped_member_closes_the_connections_it_accepted() {
     assert_eq!(conn.read(&mut byte).unwrap(), 0, "the connection is closed");
     // And a later one is not served.
     assert!(matches!(dial(&s.ctx, &url), Err(Refusal::Down(_))));
+}
+
+/// A peer port that serves gRPC alone (a keel from before the lane).
+fn grpc_only_port() -> (String, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let router = tonic::transport::Server::builder().add_service(health);
+        tokio::spawn(crate::tls::serve(
+            router,
+            listener,
+            None,
+            crate::tls::Port::Peer,
+            None,
+            std::future::pending(),
+        ));
+        url
+    });
+    (url, rt)
+}
+
+#[test]
+fn a_peer_without_the_lane_is_left_to_the_grpc_stream() {
+    let (url, _rt) = grpc_only_port();
+    let s = sender(CLUSTER);
+    assert!(
+        matches!(dial(&s.ctx, &url), Err(Refusal::NotLane(_))),
+        "an HTTP/2 server's answer is not a lane's"
+    );
+    let link = LaneLink::start(s.ctx, vec![url]).unwrap();
+    wait_until("the link gives up", || link.unsupported());
+    assert!(s.activity.active_since(1).is_none());
 }

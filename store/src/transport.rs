@@ -229,7 +229,7 @@ pub struct PeerTransport {
     /// Lane frames being gathered for each peer (reused buffers).
     frames: HashMap<u64, Vec<u8>>,
     /// Where delayed lane frames wait (the delay hook).
-    runtime: tokio::runtime::Handle,
+    delays: tokio::runtime::Handle,
 }
 
 const QUEUE_DEPTH: usize = 4096;
@@ -268,6 +268,7 @@ impl PeerTransport {
             lane,
         } = deps;
         let runtime = tokio::runtime::Handle::current();
+        let delays = runtime.clone();
         let n = node.clone();
         let (f, m) = (filter.clone(), membership.clone());
         let spawn: Spawner = Box::new(move |id, urls, try_lane| {
@@ -320,7 +321,7 @@ impl PeerTransport {
             unreachable: Box::new(move |id| node.report_unreachable(id)),
             spawn,
             frames: HashMap::new(),
-            runtime: tokio::runtime::Handle::current(),
+            delays,
         };
         t.follow_members();
         t
@@ -412,7 +413,7 @@ impl Outbox for PeerTransport {
                 Some(hold) => {
                     // The delay hook: write them later, off the Raft thread.
                     let (link, data) = (link.clone(), frames.clone());
-                    self.runtime.spawn(async move {
+                    self.delays.spawn(async move {
                         tokio::time::sleep(hold).await;
                         link.send(&data);
                     });

@@ -311,25 +311,43 @@ fn wait(shared: &Shared, d: Duration) {
     }
 }
 
-/// Writes all of `data` to the non-blocking `conn`, waiting when it is full;
-/// false on an error or when the link stops.
+/// Writes all of `data` to `conn`, blocking (the Raft thread does not write
+/// while a backlog is being written); false on an error or when the link
+/// stops. The socket is non-blocking again afterwards.
 fn write_out(conn: &mut TcpStream, data: &[u8], shared: &Shared) -> bool {
+    if conn.set_nonblocking(false).is_err() || conn.set_write_timeout(Some(DEAD_PEER)).is_err() {
+        return false;
+    }
     let mut off = 0;
+    let mut ok = true;
     while off < data.len() {
         match conn.write(&data[off..]) {
-            Ok(0) => return false,
+            Ok(0) => {
+                ok = false;
+                break;
+            }
             Ok(n) => off += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            // The write timeout: the peer reads nothing; unless stopped, go on
+            // (TCP_USER_TIMEOUT ends a connection whose peer is gone).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 if shared.lock().stop {
-                    return false;
+                    ok = false;
+                    break;
                 }
-                std::thread::sleep(Duration::from_millis(1));
             }
-            Err(_) => return false,
+            Err(_) => {
+                ok = false;
+                break;
+            }
         }
     }
-    true
+    ok && conn.set_nonblocking(true).is_ok()
 }
 
 enum Refusal {

@@ -449,11 +449,11 @@ fn resolve(url: &str) -> Result<SocketAddr, String> {
 
 /// What the accepting side needs.
 pub struct LaneReceiver<O> {
-    pub cluster_id: u64,
-    pub me: u64,
-    pub node: Node<O>,
-    pub filter: Arc<LinkFilter>,
-    pub membership: Arc<Membership>,
+    cluster_id: u64,
+    me: u64,
+    node: Node<O>,
+    filter: Arc<LinkFilter>,
+    membership: Arc<Membership>,
     open: Mutex<Open>,
 }
 

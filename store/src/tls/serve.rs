@@ -14,6 +14,11 @@
 //! (etcdctl's scheme-bearing `:authority`); over TLS etcdctl sends the host
 //! alone, and peers are keel members: neither needs it. Every connection,
 //! under TLS if any, gathers its writes ([`Coalesce`]).
+//!
+//! A plain-text peer port also carries the Raft lane ([`crate::lane`]): its
+//! accept task peeks at each connection's first bytes on a task of its own
+//! (with the same timeout), and hands one that opens with the lane's magic
+//! to the lane's handler instead of tonic.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -50,7 +55,8 @@ impl Port {
 }
 
 /// Takes the plain-text peer connections that open with the Raft lane's
-/// magic ([`crate::lane`]), as blocking std sockets.
+/// magic ([`crate::lane`]), as std sockets (still non-blocking: the handler
+/// sets the mode it wants).
 pub type LaneHandler = Arc<dyn Fn(std::net::TcpStream) + Send + Sync>;
 
 /// Serves `router` on `listener` until `shutdown` resolves: behind TLS with

@@ -509,8 +509,14 @@ impl<O: Send + 'static> LaneReceiver<O> {
             .name("raft-lane-in".into())
             .spawn(move || {
                 let remote = conn.peer_addr().ok();
-                if let Err(e) = me.serve(conn, serial) {
-                    tracing::debug!(?remote, error = %e, "raft lane closed");
+                match me.serve(conn, serial) {
+                    // Not a lane's handshake, a frame too long or not a
+                    // Raft message: the peer is broken, not just gone.
+                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                        tracing::warn!(?remote, error = %e, "raft lane closed: bad data")
+                    }
+                    Err(e) => tracing::debug!(?remote, error = %e, "raft lane closed"),
+                    Ok(()) => {}
                 }
                 me.open().conns.remove(&serial);
             });

@@ -330,3 +330,22 @@ fn a_peer_without_the_lane_is_left_to_the_grpc_stream() {
     wait_until("the link gives up", || link.unsupported());
     assert!(s.activity.active_since(1).is_none());
 }
+
+#[test]
+fn bad_frames_close_the_lane_and_step_nothing() {
+    let (url, _r, rx1, _) = receiver(CLUSTER, None);
+    let s = sender(CLUSTER);
+    let garbage: &[u8] = &[0, 0, 0, 3, 0xff, 0xff, 0xff];
+    let too_long = (MAX_FRAME as u32 + 1).to_be_bytes();
+    for bad in [garbage, &too_long[..]] {
+        let Ok(mut conn) = dial(&s.ctx, &url) else {
+            panic!("dial failed")
+        };
+        conn.set_nonblocking(false).unwrap();
+        conn.write_all(bad).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut byte = [0u8; 1];
+        assert_eq!(conn.read(&mut byte).unwrap(), 0, "the lane is closed");
+    }
+    assert!(stepped(&rx1, 1, Duration::from_millis(200)).is_empty());
+}

@@ -831,31 +831,67 @@ impl<O> PeerService<O> {
 
     /// Refuses a member that was removed from the cluster.
     fn check_removed(&self, from: u64) -> Result<(), Status> {
-        if !self.membership.is_removed(from) {
-            return Ok(());
+        if refuse_removed(&self.membership, from) {
+            return Err(Status::failed_precondition(Error::Removed.to_string()));
         }
-        tracing::warn!(
-            from = format!("{from:x}"),
-            "refused traffic from a removed member"
-        );
-        Err(Status::failed_precondition(Error::Removed.to_string()))
+        Ok(())
     }
 
     fn check_cluster(&self, cluster_id: u64, from: u64) -> Result<(), Status> {
-        if cluster_id == self.cluster_id {
-            return Ok(());
+        match cluster_mismatch(self.cluster_id, cluster_id, from) {
+            Some(why) => Err(Status::permission_denied(why)),
+            None => Ok(()),
         }
-        tracing::warn!(
-            local = format!("{:x}", self.cluster_id),
-            remote = format!("{:x}", cluster_id),
-            from = format!("{from:x}"),
-            "request cluster ID mismatch"
-        );
-        Err(Status::permission_denied(format!(
-            "request cluster ID mismatch (local {:x}, remote {:x})",
-            self.cluster_id, cluster_id
-        )))
     }
+}
+
+// The receiving side's checks, shared by `PeerService` and the Raft lane.
+
+/// etcd's refusal of a member (`from`) of cluster `remote` by a member of
+/// cluster `local`, logged; `None` when they are the same cluster.
+pub(crate) fn cluster_mismatch(local: u64, remote: u64, from: u64) -> Option<String> {
+    if local == remote {
+        return None;
+    }
+    tracing::warn!(
+        local = format!("{local:x}"),
+        remote = format!("{remote:x}"),
+        from = format!("{from:x}"),
+        "request cluster ID mismatch"
+    );
+    Some(format!(
+        "request cluster ID mismatch (local {local:x}, remote {remote:x})"
+    ))
+}
+
+/// Whether `from` was removed from the cluster, its traffic refused
+/// (logged).
+pub(crate) fn refuse_removed(membership: &Membership, from: u64) -> bool {
+    if !membership.is_removed(from) {
+        return false;
+    }
+    tracing::warn!(
+        from = format!("{from:x}"),
+        "refused traffic from a removed member"
+    );
+    true
+}
+
+/// Steps a received message into Raft, or drops it (logged) when it is for
+/// another member; an error when the node is stopping.
+pub(crate) fn deliver<O: Send + 'static>(
+    node: &Node<O>,
+    me: u64,
+    msg: Message,
+) -> crate::error::Result<()> {
+    if msg.to != me {
+        tracing::warn!(
+            to = format!("{:x}", msg.to),
+            "message for another member dropped"
+        );
+        return Ok(());
+    }
+    node.step(msg)
 }
 
 #[tonic::async_trait]
@@ -874,14 +910,7 @@ impl<O: Send + 'static> Peer for PeerService<O> {
             for m in batch.messages {
                 let msg = Message::parse_from_bytes(&m.data)
                     .map_err(|e| Status::invalid_argument(format!("bad raft message: {e}")))?;
-                if msg.to != self.me {
-                    tracing::warn!(
-                        to = format!("{:x}", msg.to),
-                        "message for another member dropped"
-                    );
-                    continue;
-                }
-                if self.node.step(msg).is_err() {
+                if deliver(&self.node, self.me, msg).is_err() {
                     return Err(Status::unavailable("member is stopping"));
                 }
             }

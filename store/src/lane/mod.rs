@@ -52,7 +52,7 @@ use raft::eraftpb::Message;
 use crate::consensus::Node;
 use crate::error::Error;
 use crate::membership::Membership;
-use crate::transport::{Activity, LinkFilter};
+use crate::transport::{cluster_mismatch, deliver, refuse_removed, Activity, LinkFilter};
 
 /// How a lane connection opens.
 pub const MAGIC: &[u8; 8] = b"KEELRL01";
@@ -563,25 +563,9 @@ impl<O: Send + 'static> LaneReceiver<O> {
         }
         let word = |i: usize| u64::from_be_bytes(hello[i..i + 8].try_into().unwrap_or_default());
         let (cluster_id, from, to) = (word(8), word(16), word(24));
-        let (code, why) = if cluster_id != self.cluster_id {
-            tracing::warn!(
-                local = format!("{:x}", self.cluster_id),
-                remote = format!("{cluster_id:x}"),
-                from = format!("{from:x}"),
-                "request cluster ID mismatch"
-            );
-            (
-                REFUSED_CLUSTER,
-                format!(
-                    "request cluster ID mismatch (local {:x}, remote {cluster_id:x})",
-                    self.cluster_id
-                ),
-            )
-        } else if self.membership.is_removed(from) {
-            tracing::warn!(
-                from = format!("{from:x}"),
-                "refused traffic from a removed member"
-            );
+        let (code, why) = if let Some(why) = cluster_mismatch(self.cluster_id, cluster_id, from) {
+            (REFUSED_CLUSTER, why)
+        } else if refuse_removed(&self.membership, from) {
             (REFUSED_REMOVED, Error::Removed.to_string())
         } else if to != self.me {
             (
@@ -618,19 +602,12 @@ impl<O: Send + 'static> LaneReceiver<O> {
             if self.filter.is_blocked(from) {
                 continue;
             }
-            if self.membership.is_removed(from) {
+            if refuse_removed(&self.membership, from) {
                 return Ok(());
             }
             let msg = Message::parse_from_bytes(&buf)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            if msg.to != self.me {
-                tracing::warn!(
-                    to = format!("{:x}", msg.to),
-                    "message for another member dropped"
-                );
-                continue;
-            }
-            if self.node.step(msg).is_err() {
+            if deliver(&self.node, self.me, msg).is_err() {
                 return Ok(());
             }
         }

@@ -3,7 +3,7 @@
 //! a bare command channel, so the test sees what would reach Raft: the
 //! messages stepped on one side, the unreachable reports on the other.
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use raft::eraftpb::{Entry, MessageType};
@@ -134,6 +134,31 @@ fn unreachable_reported(rx: &Rx, peer: u64) -> bool {
         .any(|c| matches!(c, Command::Unreachable(p) if p == peer))
 }
 
+/// Starts `s`'s link to `url` and waits until it is up.
+fn link_up(s: Sender, url: String) -> (LaneLink, Rx) {
+    let activity = s.activity.clone();
+    let link = LaneLink::start(s.ctx, vec![url]).unwrap();
+    wait_until("the link is up", || activity.active_since(1).is_some());
+    (link, s.rx)
+}
+
+/// A lane from `s` to `url` that shook hands, in blocking mode, whose reads
+/// give up after 5 s.
+fn dialled(s: &Sender, url: &str) -> TcpStream {
+    let Ok(conn) = dial(&s.ctx, url) else {
+        panic!("dial failed")
+    };
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn
+}
+
+/// Whether the other end closed `conn`.
+fn closed(conn: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    conn.read(&mut byte).unwrap() == 0
+}
+
 #[test]
 fn a_frame_holds_one_message() {
     let m = append(41, 300);
@@ -149,10 +174,7 @@ fn a_frame_holds_one_message() {
 #[test]
 fn messages_arrive_in_order_through_a_backlog() {
     let (url, _r, rx1, _) = receiver(CLUSTER, None);
-    let s = sender(CLUSTER);
-    let activity = s.activity.clone();
-    let link = LaneLink::start(s.ctx, vec![url]).unwrap();
-    wait_until("the link is up", || activity.active_since(1).is_some());
+    let (link, rx2) = link_up(sender(CLUSTER), url);
     // 64 MiB at once is more than the socket takes: most of it goes through
     // the backlog and the link's thread, behind what was written directly.
     let n = 2048u64;
@@ -169,7 +191,7 @@ fn messages_arrive_in_order_through_a_backlog() {
         assert_eq!(m.entries[0].data.len(), 32 * 1024);
         assert_eq!(m.entries[0].data[0], (i % 251) as u8);
     }
-    assert!(!unreachable_reported(&s.rx, 1));
+    assert!(!unreachable_reported(&rx2, 1));
 }
 
 #[test]
@@ -212,21 +234,9 @@ fn a_removed_member_is_told_and_marks_itself_removed() {
 fn a_new_connection_from_a_member_closes_its_old_one() {
     let (url, _r, rx1, _) = receiver(CLUSTER, None);
     let s = sender(CLUSTER);
-    let Ok(mut old) = dial(&s.ctx, &url) else {
-        panic!("first dial failed")
-    };
-    let Ok(mut new) = dial(&s.ctx, &url) else {
-        panic!("second dial failed")
-    };
-    old.set_nonblocking(false).unwrap();
-    old.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut byte = [0u8; 1];
-    assert_eq!(
-        old.read(&mut byte).unwrap(),
-        0,
-        "the old connection is closed"
-    );
-    new.set_nonblocking(false).unwrap();
+    let mut old = dialled(&s, &url);
+    let mut new = dialled(&s, &url);
+    assert!(closed(&mut old), "the old connection is closed");
     let mut frames = Vec::new();
     frame(&append(5, 10), &mut frames);
     new.write_all(&frames).unwrap();
@@ -238,10 +248,7 @@ fn a_new_connection_from_a_member_closes_its_old_one() {
 #[test]
 fn a_cut_link_steps_nothing_and_a_healed_one_steps_again() {
     let (url, _r, rx1, filter) = receiver(CLUSTER, None);
-    let s = sender(CLUSTER);
-    let activity = s.activity.clone();
-    let link = LaneLink::start(s.ctx, vec![url]).unwrap();
-    wait_until("the link is up", || activity.active_since(1).is_some());
+    let (link, _rx2) = link_up(sender(CLUSTER), url);
     filter.block([2]);
     let mut frames = Vec::new();
     frame(&append(1, 10), &mut frames);
@@ -281,14 +288,9 @@ fn a_peer_that_is_down_drops_messages_and_is_reported() {
 fn a_stopped_member_closes_the_connections_it_accepted() {
     let (url, r, _rx1, _) = receiver(CLUSTER, None);
     let s = sender(CLUSTER);
-    let Ok(mut conn) = dial(&s.ctx, &url) else {
-        panic!("dial failed")
-    };
+    let mut conn = dialled(&s, &url);
     r.close_all();
-    conn.set_nonblocking(false).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut byte = [0u8; 1];
-    assert_eq!(conn.read(&mut byte).unwrap(), 0, "the connection is closed");
+    assert!(closed(&mut conn), "the connection is closed");
     // And a later one is not served.
     assert!(matches!(dial(&s.ctx, &url), Err(Refusal::Down(_))));
 }
@@ -338,14 +340,9 @@ fn bad_frames_close_the_lane_and_step_nothing() {
     let garbage: &[u8] = &[0, 0, 0, 3, 0xff, 0xff, 0xff];
     let too_long = (MAX_FRAME as u32 + 1).to_be_bytes();
     for bad in [garbage, &too_long[..]] {
-        let Ok(mut conn) = dial(&s.ctx, &url) else {
-            panic!("dial failed")
-        };
-        conn.set_nonblocking(false).unwrap();
+        let mut conn = dialled(&s, &url);
         conn.write_all(bad).unwrap();
-        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut byte = [0u8; 1];
-        assert_eq!(conn.read(&mut byte).unwrap(), 0, "the lane is closed");
+        assert!(closed(&mut conn), "the lane is closed");
     }
     assert!(stepped(&rx1, 1, Duration::from_millis(200)).is_empty());
 }

@@ -453,18 +453,16 @@ impl LogBackend {
             None if read_only => {
                 // Never written to: the last file's handle, or without one
                 // a handle on the directory, stands in.
-                let file = File::open(dir).map_err(|e| io(dir, e))?;
-                let last = state
-                    .files
-                    .last_key_value()
-                    .map(|(id, f)| (*id, f.handle.clone()));
-                last.unwrap_or((
-                    0,
-                    Arc::new(Handle {
-                        file,
-                        written: AtomicU64::new(0),
-                    }),
-                ))
+                match state.files.last_key_value() {
+                    Some((id, f)) => (*id, f.handle.clone()),
+                    None => (
+                        0,
+                        Arc::new(Handle {
+                            file: File::open(dir).map_err(|e| io(dir, e))?,
+                            written: AtomicU64::new(0),
+                        }),
+                    ),
+                }
             }
             None => {
                 let id = ids.last().map_or(1, |last| last + 1);

@@ -42,6 +42,7 @@ pub mod service;
 pub mod tls;
 pub mod transport;
 pub mod watch;
+pub mod workers;
 
 pub use error::{Error, Result};
 

@@ -146,16 +146,6 @@ pub struct StoreFlags {
         default_missing_value = "true"
     )]
     pub raft_lane: bool,
-    /// keel only: while no client request has found another in flight for 100 ms, all tokio workers but one stay parked, so a lone client's requests and replies do not wake the others (false: every worker always takes work).
-    #[arg(
-        long,
-        env = "KEEL_EXPERIMENTAL_ONE_WORKER_WHEN_LIGHT",
-        default_value_t = true,
-        action = clap::ArgAction::Set,
-        num_args = 0..=1,
-        default_missing_value = "true"
-    )]
-    pub experimental_one_worker_when_light: bool,
     /// Number of committed transactions to trigger a snapshot to disk (log compaction).
     #[arg(long, env = "KEEL_SNAPSHOT_COUNT", default_value_t = 100_000)]
     pub snapshot_count: u64,
@@ -292,8 +282,6 @@ pub struct Config {
     pub leader_read_lease: bool,
     /// `--raft-lane`: see [`crate::lane`].
     pub raft_lane: bool,
-    /// `--experimental-one-worker-when-light`: see [`crate::workers`].
-    pub one_worker_when_light: bool,
     pub strict_reconfig_check: bool,
     pub watch_progress_notify_interval: Duration,
     /// `--quota-backend-bytes` as given (0: default, negative: no quota).
@@ -462,7 +450,6 @@ impl StoreFlags {
             raft_spin: self.experimental_raft_spin,
             leader_read_lease: self.leader_read_lease,
             raft_lane: self.raft_lane,
-            one_worker_when_light: self.experimental_one_worker_when_light,
             strict_reconfig_check: self.strict_reconfig_check,
             watch_progress_notify_interval: self.experimental_watch_progress_notify_interval,
             quota_backend_bytes: self.quota_backend_bytes,

@@ -42,7 +42,6 @@ pub mod service;
 pub mod tls;
 pub mod transport;
 pub mod watch;
-pub mod workers;
 
 pub use error::{Error, Result};
 

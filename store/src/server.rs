@@ -90,7 +90,6 @@ pub struct Server {
     snaps: SnapDir,
     membership: Arc<Membership>,
     security: crate::tls::Security,
-    workers: Option<Arc<crate::workers::Workers>>,
 }
 
 impl Server {
@@ -155,15 +154,7 @@ impl Server {
             snaps,
             membership,
             security,
-            workers: None,
         })
-    }
-
-    /// Counts the member's requests in `workers` (the hold on spare tokio
-    /// workers while the load is light: [`crate::workers`]).
-    pub fn with_workers(mut self, workers: Arc<crate::workers::Workers>) -> Server {
-        self.workers = Some(workers);
-        self
     }
 
     /// Serves until `shutdown` resolves or the Raft driver stops on an error.
@@ -175,7 +166,6 @@ impl Server {
             snaps,
             membership,
             security,
-            workers,
         } = self;
         let metrics = Arc::new(Metrics::new());
         let filter = Arc::new(LinkFilter::default());
@@ -426,9 +416,6 @@ impl Server {
                 cfg.unsafe_fault_hooks,
             ));
             router = router.layer(gate::GateLayer(membership.clone()));
-            if let Some(w) = &workers {
-                router = router.layer(crate::workers::LoadLayer(w.clone()));
-            }
             let routes = tonic::service::Routes::from(router);
             let mut stop = stop_rx.clone();
             tasks.spawn(async move {
@@ -464,18 +451,15 @@ impl Server {
                 let handler: crate::tls::LaneHandler = Arc::new(move |conn| lane_in.accept(conn));
                 Some(handler)
             };
-            let svc = PeerServer::new(
-                PeerService::new(
-                    cfg.cluster_id,
-                    cfg.member_id,
-                    node.clone(),
-                    filter.clone(),
-                    snaps.clone(),
-                    metrics.clone(),
-                    membership.clone(),
-                )
-                .with_workers(workers.clone()),
-            )
+            let svc = PeerServer::new(PeerService::new(
+                cfg.cluster_id,
+                cfg.member_id,
+                node.clone(),
+                filter.clone(),
+                snaps.clone(),
+                metrics.clone(),
+                membership.clone(),
+            ))
             .max_decoding_message_size(usize::MAX);
             let lease_peer = LeasePeerServer::new(LeasePeerService(leases.clone()));
             let membership_peer = MembershipPeerServer::new(MembershipPeerService {

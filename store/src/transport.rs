@@ -805,8 +805,6 @@ pub struct PeerService<O> {
     membership: Arc<Membership>,
     /// One snapshot is received at a time.
     receiving: Arc<tokio::sync::Mutex<()>>,
-    /// Counts each open Raft stream as a request in flight.
-    workers: Option<Arc<crate::workers::Workers>>,
 }
 
 impl<O> PeerService<O> {
@@ -828,15 +826,7 @@ impl<O> PeerService<O> {
             metrics,
             membership,
             receiving: Arc::default(),
-            workers: None,
         }
-    }
-
-    /// Counts each open Raft stream in `workers`' load: a member that
-    /// receives Raft messages through tokio keeps all its workers.
-    pub fn with_workers(mut self, workers: Option<Arc<crate::workers::Workers>>) -> Self {
-        self.workers = workers;
-        self
     }
 
     /// Refuses a member that was removed from the cluster.
@@ -910,7 +900,6 @@ impl<O: Send + 'static> Peer for PeerService<O> {
         &self,
         request: Request<Streaming<RaftBatch>>,
     ) -> Result<Response<SendResponse>, Status> {
-        let _counted = self.workers.as_ref().map(|w| w.start());
         let mut stream = request.into_inner();
         while let Some(batch) = stream.message().await? {
             self.check_cluster(batch.cluster_id, batch.from)?;

@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use keel_store::config::{config_file_args, StoreFlags};
 use keel_store::server::Server;
-use keel_store::workers::Workers;
 
 /// mimalloc instead of glibc's malloc: the write path allocates per request
 /// (gRPC buffers, protobuf messages, sled nodes) on several threads, and
@@ -94,40 +93,18 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let cfg = flags.into_config().map_err(|e| anyhow::anyhow!("{e}"))?;
-    // As tokio's default: TOKIO_WORKER_THREADS, else one worker per core.
-    let threads = std::env::var("TOKIO_WORKER_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .filter(|n| *n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let workers = Workers::new(threads, cfg.one_worker_when_light);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
         .enable_all()
         .thread_name("keel")
         .build()
         .context("starting the async runtime")?;
-    let holding = workers
-        .start_holding(runtime.handle().clone())
-        .context("starting the worker-hold thread")?;
-    let served = runtime.block_on({
-        let workers = workers.clone();
-        async move {
-            let server = Server::new(cfg)
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .with_workers(workers);
-            server
-                .serve(shutdown_signal())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        }
-    });
-    // A held worker would keep the runtime from shutting down.
-    workers.stop();
-    if let Some(t) = holding {
-        let _ = t.join();
-    }
-    served
+    runtime.block_on(async move {
+        let server = Server::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?;
+        server
+            .serve(shutdown_signal())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    })
 }
 
 /// Parses the command line; with `--config-file`, parses again with the file's
